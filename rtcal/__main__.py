@@ -1,0 +1,3 @@
+from rtcal.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Command-line entry point: ``rtcal COMMAND ...``.
+
+Each command lives in its own module under ``rtcal.cli`` with two functions,
+``add_parser(subparsers)`` and ``run(args) -> int``. Modules are imported only
+when their command runs, so ``rtcal --help`` stays fast and a missing optional
+dependency only affects the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rtcal import __version__
+from rtcal.errors import RtcalError
+
+# command name -> (module, one-line help). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("rtcal.cli.demo", "simulate a recording, extract it, evaluate, report"),
+    "simulate": ("rtcal.cli.simulate", "write a simulated movie with ground truth"),
+    "run": ("rtcal.cli.run", "extract a movie file frame by frame into a results file"),
+    "eval": ("rtcal.cli.evaluate", "score a results file against ground truth"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtcal",
+        description="Streaming, real-time calcium-imaging extraction.",
+    )
+    parser.add_argument("--version", action="version", version=f"rtcal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = module.add_parser(sub, name, help_text)
+        p.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except RtcalError as err:
+        print(f"rtcal {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rtcal {args.command}: interrupted", file=sys.stderr)
+        return 130

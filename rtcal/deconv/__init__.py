@@ -1,0 +1,1 @@
+"""Spike inference (OASIS) and dF/F."""

@@ -1,0 +1,245 @@
+"""Classical greedy seed detector, in the spirit of CNMF-E's initialisation.
+
+Zhou et al. 2018 (eLife 7:e28728), section "Initialization": seed pixels are
+local maxima of (local correlation x peak-to-noise ratio) of the spatially
+band-passed movie; each seed is refined into a footprint/trace pair by rank-1
+non-negative factorisation of the data around it, and accepted only if the pair
+explains the data there.
+
+rtcal adds a second kind of seed. Many real cells rarely fire in a short window
+but are plainly visible at rest (DESIGN.md, "What the real data teach"), so
+blobs of cell size in the band-passed *mean image* are seeds too; their
+footprint comes from that image when the movie shows no activity there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from rtcal.buffer.summary import local_correlation, noise_std
+from rtcal.detect.bandpass import dog_filter
+from rtcal.detect.proposal import Proposal
+from rtcal.errors import RtcalError
+
+
+class SeedConfigError(RtcalError):
+    pass
+
+
+@dataclass(frozen=True)
+class SeedConfig:
+    """Settings of the seed detector.
+
+    radius_px: typical soma radius; every spatial scale derives from it.
+    min_corr, min_pnr: an activity seed needs local correlation and
+        peak-to-noise of the band-passed movie above both.
+    min_morph_z: a resting-fluorescence seed needs its band-passed mean image
+        this many robust standard deviations above the field.
+    min_area_frac, max_area_frac: accepted footprint area relative to pi r^2.
+    max_overlap_iou: a candidate overlapping an accepted footprint more than
+        this (IoU of the 0.2 x max masks) is a duplicate.
+    max_components: stop after this many.
+    """
+
+    radius_px: float = 6.0
+    min_corr: float = 0.2
+    min_pnr: float = 5.0
+    min_morph_z: float = 3.0
+    min_area_frac: float = 0.3
+    max_area_frac: float = 3.0
+    max_overlap_iou: float = 0.3
+    max_components: int = 5000
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.radius_px <= 100.0:
+            raise SeedConfigError(f"radius_px must be in [1, 100] px, got {self.radius_px}")
+        if not -1.0 < self.min_corr < 1.0:
+            raise SeedConfigError(f"min_corr must be in (-1, 1), got {self.min_corr}")
+        if self.min_pnr <= 0 or self.min_morph_z <= 0:
+            raise SeedConfigError("min_pnr and min_morph_z must be positive")
+        if not 0 < self.min_area_frac < self.max_area_frac:
+            raise SeedConfigError(
+                f"need 0 < min_area_frac < max_area_frac, got "
+                f"{self.min_area_frac}, {self.max_area_frac}"
+            )
+        if not 0 < self.max_overlap_iou <= 1:
+            raise SeedConfigError(f"max_overlap_iou must be in (0, 1], got {self.max_overlap_iou}")
+        if self.max_components < 1:
+            raise SeedConfigError(f"max_components must be >= 1, got {self.max_components}")
+
+
+@dataclass(frozen=True)
+class _Seed:
+    row: int
+    col: int
+    score: float
+    active: bool  # found by activity (True) or by resting fluorescence (False)
+
+
+class SeedDetector:
+    """propose(window) -> Proposal; see the module docstring for the method."""
+
+    def __init__(self, config: SeedConfig | None = None) -> None:
+        self.config = config or SeedConfig()
+
+    def propose(self, window: np.ndarray) -> Proposal:
+        if window.ndim != 3 or window.shape[0] < 10:
+            raise SeedConfigError(
+                f"seed detector needs a (T, H, W) window with T >= 10, got shape {window.shape}"
+            )
+        r = self.config.radius_px
+        Y = window.astype(np.float32, copy=False)
+        baseline = np.median(Y, axis=0)
+        # High-passed movie (neuropil and background removed): its neighbour
+        # correlations are not inflated by smoothing, so they measure shared signal.
+        D = dog_filter(Y - baseline, 0.0, 2.0 * r)
+        corr = local_correlation(D)
+        # Smoothed to cell scale for the peak-to-noise ratio and the footprints.
+        D = dog_filter(D, 0.25 * r, 4.0 * r)
+        noise = noise_std(D)
+        pnr = D.max(axis=0) / noise
+        morph = dog_filter(Y.mean(axis=0), 0.35 * r, 1.5 * r)
+        morph_z = morph / _robust_sigma(morph)
+        seeds = self._seeds(corr, pnr, morph_z)
+        return self._grow(seeds, D, Y.mean(axis=0))
+
+    def _seeds(self, corr: np.ndarray, pnr: np.ndarray, morph_z: np.ndarray) -> list[_Seed]:
+        """Local maxima of the activity and resting scores above their thresholds."""
+        c = self.config
+        size = max(3, int(round(c.radius_px)) | 1)
+        activity = np.where((corr > c.min_corr) & (pnr > c.min_pnr), corr * pnr, 0.0)
+        seeds = [
+            _Seed(int(y), int(x), float(activity[y, x]), True)
+            for y, x in zip(*_local_maxima(activity, size), strict=True)
+        ]
+        resting = np.where(morph_z > c.min_morph_z, morph_z, 0.0)
+        seeds += [
+            _Seed(int(y), int(x), float(resting[y, x]), False)
+            for y, x in zip(*_local_maxima(resting, size), strict=True)
+        ]
+        # Activity seeds first (their footprints are better defined), each kind by score.
+        return sorted(seeds, key=lambda s: (not s.active, -s.score))
+
+    def _grow(self, seeds: list[_Seed], D: np.ndarray, mean: np.ndarray) -> Proposal:
+        c = self.config
+        H, W = mean.shape
+        half = int(np.ceil(2.5 * c.radius_px))
+        area = np.pi * c.radius_px**2
+        taken = np.zeros((H, W), dtype=bool)
+        accepted: list[tuple[np.ndarray, tuple[slice, slice], float]] = []
+        for seed in seeds:
+            if len(accepted) >= c.max_components or taken[seed.row, seed.col]:
+                continue
+            box = (
+                slice(max(seed.row - half, 0), min(seed.row + half + 1, H)),
+                slice(max(seed.col - half, 0), min(seed.col + half + 1, W)),
+            )
+            centre = (seed.row - box[0].start, seed.col - box[1].start)
+            if seed.active:
+                patch = _rank1_footprint(D[:, box[0], box[1]], centre)
+            else:
+                patch = _resting_footprint(mean[box], centre, c.radius_px)
+            patch = _clean(patch, centre)
+            if patch is None:
+                continue
+            mask = patch >= 0.2
+            if not c.min_area_frac * area <= mask.sum() <= c.max_area_frac * area:
+                continue
+            overlap = (mask & taken[box]).sum()
+            if overlap > c.max_overlap_iou * mask.sum():
+                continue
+            taken[box] |= mask
+            accepted.append((patch, box, seed.score))
+        return _to_proposal(accepted, H, W)
+
+
+def _robust_sigma(img: np.ndarray) -> float:
+    med = np.median(img)
+    return float(max(1.4826 * np.median(np.abs(img - med)), 1e-12))
+
+
+def _local_maxima(score: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    peaks = (score == ndimage.maximum_filter(score, size=size)) & (score > 0)
+    return np.nonzero(peaks)
+
+
+def _rank1_footprint(P: np.ndarray, centre: tuple[int, int], n_iter: int = 10) -> np.ndarray:
+    """Rank-1 non-negative factorisation of a local patch P (T, h, w) ~ c a^T.
+
+    Initialised with the mean trace of the 3x3 pixels at ``centre``; alternates
+    a = max(0, P^T c) / |c|^2 and c = max(0, P a) / |a|^2 (Zhou et al. 2018).
+    Returns the footprint a as (h, w).
+    """
+    T, h, w = P.shape
+    flat = P.reshape(T, h * w)
+    y, x = centre
+    c = P[:, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean(axis=(1, 2))
+    c = np.maximum(c, 0.0)
+    a = np.zeros(h * w, dtype=np.float32)
+    for _ in range(n_iter):
+        cc = float(c @ c)
+        if cc <= 0:
+            break
+        a = np.maximum(flat.T @ c, 0.0) / cc
+        aa = float(a @ a)
+        if aa <= 0:
+            break
+        c = np.maximum(flat @ a, 0.0) / aa
+    return a.reshape(h, w)
+
+
+def _resting_footprint(patch: np.ndarray, centre: tuple[int, int], radius: float) -> np.ndarray:
+    """Footprint of a cell seen at rest: the mean image above its local background.
+
+    The background is the median of an annulus 1.6 r to 2.4 r from the seed;
+    the footprint is the excess over it within 1.5 r, lightly smoothed so that
+    a donut's darker nucleus stays inside the cell.
+    """
+    h, w = patch.shape
+    yy, xx = np.mgrid[:h, :w]
+    dist = np.hypot(yy - centre[0], xx - centre[1])
+    ring = (dist >= 1.6 * radius) & (dist <= 2.4 * radius)
+    level = np.median(patch[ring]) if ring.any() else np.median(patch)
+    excess = ndimage.gaussian_filter(patch - level, 0.15 * radius)
+    return np.where(dist <= 1.5 * radius, np.maximum(excess, 0.0), 0.0)
+
+
+def _clean(patch: np.ndarray, centre: tuple[int, int]) -> np.ndarray | None:
+    """Normalise to max 1, keep the connected part above 0.1 x max that holds the centre.
+
+    Returns None if nothing is left at the centre.
+    """
+    peak = float(patch.max())
+    if peak <= 0:
+        return None
+    patch = patch / peak
+    labels, _ = ndimage.label(patch >= 0.1)
+    # The seed may sit on a donut's dark nucleus: take the component nearest the centre.
+    label = labels[centre]
+    if label == 0:
+        ys, xs = np.nonzero(labels)
+        if ys.size == 0:
+            return None
+        nearest = np.argmin((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2)
+        if (ys[nearest] - centre[0]) ** 2 + (xs[nearest] - centre[1]) ** 2 > 9:
+            return None
+        label = labels[ys[nearest], xs[nearest]]
+    kept = np.where(labels == label, patch, 0.0)
+    return (kept / kept.max()).astype(np.float32)
+
+
+def _to_proposal(
+    accepted: list[tuple[np.ndarray, tuple[slice, slice], float]], H: int, W: int
+) -> Proposal:
+    K = len(accepted)
+    footprints = np.zeros((K, H, W), dtype=np.float32)
+    centers = np.zeros((K, 2), dtype=np.float32)
+    score = np.zeros(K, dtype=np.float32)
+    for k, (patch, box, s) in enumerate(accepted):
+        footprints[k][box] = patch
+        centers[k] = ndimage.center_of_mass(footprints[k])
+        score[k] = s
+    return Proposal(footprints=footprints, centers=centers, score=score)

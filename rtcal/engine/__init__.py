@@ -1,0 +1,1 @@
+"""The loop that drives the stages: offline first pass now, live engine later."""

@@ -1,0 +1,1 @@
+"""Motion correction: rigid (and later piecewise-rigid) registration to a running template."""

@@ -1,0 +1,1 @@
+"""Online non-negative matrix factorisation: traces, background, footprints."""

@@ -1,0 +1,1 @@
+"""Figures and reports drawn from results files (matplotlib, imported only here)."""
