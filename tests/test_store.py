@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -382,24 +381,3 @@ def test_exception_in_with_block_leaves_incomplete(tmp_path):
             raise RuntimeError("engine failed")
     r = read_results(path)
     assert not r.complete and r.n_frames == 1
-
-
-def test_benchmark_append_frame_k300(tmp_path, capsys):
-    """Not a timed assertion: prints the per-frame cost for the report."""
-    k_n, n = 300, 3000
-    w = ResultsWriter(tmp_path / "b.h5", height=64, width=64, fps_hz=1000.0)
-    w.set_footprints(np.ones((k_n, 64, 64), np.float32), np.zeros(k_n, np.int64))
-    traces = np.ones(k_n, np.float32)
-    cost_ns = np.empty(n, np.int64)
-    for t in range(n):
-        t0 = time.perf_counter_ns()
-        w.append_frame(
-            index=t, traces=traces, spikes=traces, shift=(0.5, -0.5), t_received_ns=t, t_done_ns=t
-        )
-        cost_ns[t] = time.perf_counter_ns() - t0
-    w.close()
-    with capsys.disabled():
-        print(
-            f"\nappend_frame K={k_n}: median {np.median(cost_ns) / 1e3:.1f} us, "
-            f"mean incl. flushes {cost_ns.mean() / 1e3:.1f} us, max {cost_ns.max() / 1e3:.0f} us"
-        )
