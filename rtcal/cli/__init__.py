@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from rtcal import __version__
@@ -38,7 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def limit_blas_threads() -> None:
+    """One BLAS thread unless the user set it: the per-frame loop makes many tiny
+    matrix products, and BLAS threads spinning against Numba on a few cores turn
+    microseconds into milliseconds (measured: 0.04 ms vs 7.9 ms on 2 cores).
+    Must run before NumPy is imported."""
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    limit_blas_threads()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

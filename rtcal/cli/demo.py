@@ -1,7 +1,7 @@
 """``rtcal demo``: simulate a recording, extract it frame by frame, evaluate, report.
 
-Until the live engine exists this is the first-pass pipeline on a movie file
-(see ``rtcal.engine.firstpass``); everything runs locally with no network.
+Until the live engine exists this runs the online pipeline on the simulated
+movie file (see ``rtcal.engine.run``); everything runs locally with no network.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import argparse
 
 DESCRIPTION = """\
 Simulate a 2-photon recording with known ground truth, extract footprints and
-traces from it frame by frame (seed detector on the first frames, rigid motion
-correction, warm-started trace solver, OASIS), write the results file, score it
+traces from it frame by frame (seed detector on the first frames, then rigid
+motion correction, online NMF and online OASIS per frame), write the results
+file as it goes, score it
 against the truth and draw a report figure. Outputs go to --out.
 """
 
@@ -35,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from rtcal.cli.evaluate import print_report
-    from rtcal.engine.firstpass import FirstPassConfig, run_first_pass, to_results
+    from rtcal.cli.run import print_summary, with_progress
+    from rtcal.engine.pipeline import pipeline_config
+    from rtcal.engine.run import run_frames
     from rtcal.io import open_movie
     from rtcal.metrics import evaluate, load_truth, report_to_dict
     from rtcal.report.figure import save_demo_figure
-    from rtcal.report.timing import describe_ms, frame_times_ms
     from rtcal.sim import make_config, write_simulation
-    from rtcal.store import read_results, write_results
+    from rtcal.store import read_results
 
     console = Console()
     out = Path(args.out)
@@ -62,20 +64,14 @@ def run(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - t0:.1f} s)"
     )
 
-    config = FirstPassConfig(
-        fps_hz=args.fps, radius_px=0.5 * (cfg.radius_min_px + cfg.radius_max_px)
-    )
-    with open_movie(paths.movie) as movie:
-        frames = with_progress(movie, console)
-        result = run_first_pass(frames, config)
-    steady = frame_times_ms(result.t_received_ns, result.t_done_ns, config.init_frames)
-    console.print(
-        f"extracted {result.footprints.shape[0]} components; initialisation on the first "
-        f"{config.init_frames} frames took {result.init_seconds:.1f} s; after it, per frame "
-        f"{describe_ms(steady)}"
-    )
+    radius = 0.5 * (cfg.radius_min_px + cfg.radius_max_px)
+    config = pipeline_config(args.fps, radius)
     results_path = out / "results.h5"
-    write_results(results_path, to_results(result, config, cfg.height, cfg.width))
+    with open_movie(paths.movie) as movie:
+        summary = run_frames(
+            with_progress(movie, console), results_path, config, height=cfg.height, width=cfg.width
+        )
+    print_summary(console, summary, results_path)
     results = read_results(results_path)
     truth = load_truth(paths.truth, results.height, results.width)
     report = report_to_dict(evaluate(results, truth))
@@ -88,14 +84,3 @@ def run(args: argparse.Namespace) -> int:
     )
     console.print(f"wrote {results_path}, {out / 'eval.json'}, {figure}")
     return 0
-
-
-def with_progress(movie, console):
-    """Yield the movie's frames while a progress bar counts them."""
-    from rich.progress import Progress
-
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("extracting", total=len(movie))
-        for frame in movie:
-            yield frame
-            progress.advance(task)

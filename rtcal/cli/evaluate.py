@@ -19,13 +19,25 @@ true positives' traces with the true calcium.
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     p.add_argument("results", metavar="RESULTS.h5", help="results file written by rtcal")
-    p.add_argument("--truth", required=True, metavar="TRUTH",
-                   help="truth.npz (simulated) or regions.json (Neurofinder)")
+    p.add_argument(
+        "--truth",
+        required=True,
+        metavar="TRUTH",
+        help="truth.npz (simulated) or regions.json (Neurofinder)",
+    )
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the report as JSON")
-    p.add_argument("--details", action="store_true",
-                   help="include per-pair matches (indices, IoU, trace r) in the JSON")
-    p.add_argument("--max-offset", type=float, default=3.0, metavar="PX",
-                   help="bound on the global offset per axis, px (default 3)")
+    p.add_argument(
+        "--details",
+        action="store_true",
+        help="include per-pair matches (indices, IoU, trace r) in the JSON",
+    )
+    p.add_argument(
+        "--max-offset",
+        type=float,
+        default=3.0,
+        metavar="PX",
+        help="bound on the global offset per axis, px (default 3)",
+    )
     return p
 
 
@@ -38,8 +50,16 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _scores_row(label: str, s: dict) -> list[str]:
-    return [label, _fmt(s["precision"]), _fmt(s["recall"]), _fmt(s["f1"]),
-            str(s["n_tp"]), str(s["n_fp"]), str(s["n_fn"]), _fmt(s["median_iou"])]
+    return [
+        label,
+        _fmt(s["precision"]),
+        _fmt(s["recall"]),
+        _fmt(s["f1"]),
+        str(s["n_tp"]),
+        str(s["n_fp"]),
+        str(s["n_fn"]),
+        _fmt(s["median_iou"]),
+    ]
 
 
 def print_report(d: dict, console) -> None:
@@ -59,10 +79,14 @@ def print_report(d: dict, console) -> None:
     console.print(table)
     dy, dx = d["offset_px"]
     clamp = "  (CLAMPED at bound)" if d["offset_clamped"] else ""
-    console.print(f"global offset (dy, dx): ({dy:+.2f}, {dx:+.2f}) px{clamp}, "
-                  f"refined from {d['offset_n_pairs']} cell pairs")
-    console.print(f"median trace correlation (TP): {_fmt(d['median_trace_corr'])}"
-                  f"  over {d['n_trace_corr']} pairs")
+    console.print(
+        f"global offset (dy, dx): ({dy:+.2f}, {dx:+.2f}) px{clamp}, "
+        f"refined from {d['offset_n_pairs']} cell pairs"
+    )
+    console.print(
+        f"median trace correlation (TP): {_fmt(d['median_trace_corr'])}"
+        f"  over {d['n_trace_corr']} pairs"
+    )
     if d["recall_by_snr"] is not None:
         snr = Table(title="recall by single-spike SNR")
         for col in ("SNR", "true", "TP", "recall"):

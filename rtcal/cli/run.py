@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Feed a movie file (TIFF, a folder of TIFFs, HDF5 or .npy) through rtcal frame
-by frame, in order, with no look-ahead, and write the results file. The current
-pipeline is the first pass: seed detector on the first --init-frames frames,
-rigid motion correction, warm-started trace solver, OASIS deconvolution.
+Feed a movie file (TIFF, a folder of TIFFs, HDF5 FILE.h5:DATASET or .npy)
+through the online pipeline frame by frame, in order, with no look-ahead, as
+the live engine does, and write the results file as it goes: seed detector on
+the first --init-frames frames, then per frame rigid motion correction, online
+NMF (traces, background, footprint refinement, new components from the
+residual) and online deconvolution.
 """
 
 
@@ -42,7 +44,13 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         metavar="S",
-        help="calcium decay time constant for deconvolution, s (default 1.0)",
+        help="prior calcium decay time constant, s (default 1.0)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("2p", "1p"),
+        default="2p",
+        help="2p: low-rank background; 1p (microendoscope): CNMF-E ring background",
     )
     return p
 
@@ -50,18 +58,17 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from rtcal.cli.demo import with_progress
-    from rtcal.engine.firstpass import FirstPassConfig, run_first_pass, to_results
+    from rtcal.engine.pipeline import pipeline_config
+    from rtcal.engine.run import run_frames
     from rtcal.io import open_movie
-    from rtcal.report.timing import describe_ms, frame_times_ms
-    from rtcal.store import write_results
 
     console = Console()
     with open_movie(args.movie) as movie:
         fps = args.fps or movie.fps_hz or 30.0
-        config = FirstPassConfig(
-            fps_hz=fps,
-            radius_px=args.neuron_radius,
+        config = pipeline_config(
+            fps,
+            args.neuron_radius,
+            args.mode,
             init_frames=args.init_frames,
             tau_decay_s=args.tau_decay,
         )
@@ -69,11 +76,30 @@ def run(args: argparse.Namespace) -> int:
             f"{args.movie}: {movie.n_frames} frames of {movie.height}x{movie.width} "
             f"{movie.dtype}, {fps:g} Hz"
         )
-        result = run_first_pass(with_progress(movie, console), config)
-    write_results(args.out, to_results(result, config, movie.height, movie.width))
-    steady = frame_times_ms(result.t_received_ns, result.t_done_ns, config.init_frames)
-    console.print(
-        f"{len(result.footprints)} components; initialisation {result.init_seconds:.1f} s; "
-        f"after it, per frame {describe_ms(steady)} -> {args.out}"
-    )
+        summary = run_frames(
+            with_progress(movie, console), args.out, config, height=movie.height, width=movie.width
+        )
+    print_summary(console, summary, args.out)
     return 0
+
+
+def with_progress(movie, console):
+    """Yield the movie's frames while a progress bar counts them."""
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("extracting", total=len(movie))
+        for frame in movie:
+            yield frame
+            progress.advance(task)
+
+
+def print_summary(console, summary, out_path) -> None:
+    from rtcal.report.timing import describe_ms
+
+    skipped = ", ".join(f"{n} {why}" for why, n in summary.skipped.items()) or "none"
+    console.print(
+        f"{summary.n_components} components over {summary.n_frames} frames -> {out_path}\n"
+        f"initialisation {summary.init_seconds:.1f} s; after it, per frame "
+        f"{describe_ms(summary.frame_ms)}; frames skipped: {skipped}"
+    )

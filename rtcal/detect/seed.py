@@ -139,10 +139,10 @@ class SeedDetector:
             )
             centre = (seed.row - box[0].start, seed.col - box[1].start)
             if seed.active:
-                patch = _rank1_footprint(D[:, box[0], box[1]], centre)
+                patch = rank1_footprint(D[:, box[0], box[1]], centre)
             else:
                 patch = _resting_footprint(mean[box], centre, c.radius_px)
-            patch = _clean(patch, centre)
+            patch = clean_footprint(patch, centre)
             if patch is None:
                 continue
             mask = patch >= 0.2
@@ -166,7 +166,7 @@ def _local_maxima(score: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]
     return np.nonzero(peaks)
 
 
-def _rank1_footprint(P: np.ndarray, centre: tuple[int, int], n_iter: int = 10) -> np.ndarray:
+def rank1_footprint(P: np.ndarray, centre: tuple[int, int], n_iter: int = 10) -> np.ndarray:
     """Rank-1 non-negative factorisation of a local patch P (T, h, w) ~ c a^T.
 
     Initialised with the mean trace of the 3x3 pixels at ``centre``; alternates
@@ -207,7 +207,7 @@ def _resting_footprint(patch: np.ndarray, centre: tuple[int, int], radius: float
     return np.where(dist <= 1.5 * radius, np.maximum(excess, 0.0), 0.0)
 
 
-def _clean(patch: np.ndarray, centre: tuple[int, int]) -> np.ndarray | None:
+def clean_footprint(patch: np.ndarray, centre: tuple[int, int]) -> np.ndarray | None:
     """Normalise to max 1, keep the connected part above 0.1 x max that holds the centre.
 
     Returns None if nothing is left at the centre.

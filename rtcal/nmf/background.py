@@ -7,6 +7,7 @@ weights f are solved each frame together with the traces, unconstrained in sign.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -22,3 +23,28 @@ def cosine_basis(height: int, width: int, n_per_axis: int) -> np.ndarray:
     basis = np.einsum("iy,jx->ijyx", ys, xs).reshape(n_per_axis**2, height * width)
     basis /= np.linalg.norm(basis, axis=1, keepdims=True)
     return basis.astype(np.float32)
+
+
+@numba.njit(cache=True)
+def project(B, y, out):  # pragma: no cover - compiled
+    """out = B y for B float32 (n, P), y float32 (P,); float64 accumulation."""
+    n, P = B.shape
+    for i in range(n):
+        acc = 0.0
+        for p in range(P):
+            acc += B[i, p] * y[p]
+        out[i] = acc
+    return out
+
+
+@numba.njit(cache=True)
+def subtract_combination(y, B, f, out):  # pragma: no cover - compiled
+    """out = y - B^T f for y float32 (P,), B float32 (n, P), f (n,)."""
+    n, P = B.shape
+    for p in range(P):
+        out[p] = y[p]
+    for i in range(n):
+        fi = f[i]
+        for p in range(P):
+            out[p] -= B[i, p] * fi
+    return out

@@ -1,0 +1,101 @@
+"""Per-frame cost of the online pipeline, by stage, on simulated movies.
+
+    python bench/online.py                      # the three issue sizes, 2 runs each
+    python bench/online.py --sizes 256 --runs 3 --frames 1500
+
+For each size: a 2p movie is simulated in memory (not timed), then fed frame by
+frame through the same Pipeline that `rtcal run` and the live engine use.
+Reported over the frames after initialisation: per-stage and total time per
+frame (median, p99, max), frames/s, the pipeline's own peak allocation
+(tracemalloc, in a separate untimed run: NumPy and Numba arrays included), and
+the process's peak resident memory (which includes the simulated movie).
+Medians and p99 are the median over runs; max is the worst of all runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+import tracemalloc
+
+import numpy as np
+
+from rtcal.cli import limit_blas_threads
+
+limit_blas_threads()
+
+from rtcal.engine.pipeline import Pipeline, pipeline_config  # noqa: E402
+from rtcal.sim import Simulation, make_config  # noqa: E402
+
+SIZES = {256: 60, 512: 300, 1024: 1500}  # frame side -> neurons (issue 3)
+STAGES = ("motion", "nmf", "deconv", "total")
+
+
+def one_run(
+    size: int, neurons: int, n_frames: int, seed: int, *, trace_memory: bool = False
+) -> tuple[np.ndarray, float]:
+    """Returns float64 (n, 4) ms per frame (motion, nmf, deconv, total) and, with
+    trace_memory, the pipeline's peak traced allocation in MiB (else NaN)."""
+    cfg = make_config(
+        "2p", height=size, width=size, n_frames=n_frames, n_neurons=neurons, seed=seed
+    )
+    frames = [f.image for f in Simulation(cfg).stream()]
+    if trace_memory:
+        tracemalloc.start()
+    pipeline = Pipeline(pipeline_config(cfg.fps_hz, 6.0))
+    rows = []
+    for i, frame in enumerate(frames):
+        t0 = time.perf_counter_ns()
+        outputs = pipeline.push(i, frame)
+        t1 = time.perf_counter_ns()
+        if len(outputs) == 1 and pipeline.initialised:
+            rows.append((*outputs[0].stage_ns, t1 - t0))
+    peak_mib = float("nan")
+    if trace_memory:
+        peak_mib = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    return np.array(rows, dtype=np.float64) / 1e6, peak_mib
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), choices=list(SIZES))
+    p.add_argument("--frames", type=int, default=1300, help="frames per run (300 initialise)")
+    p.add_argument("--runs", type=int, default=2)
+    args = p.parse_args()
+    table = []
+    for size in args.sizes:
+        runs = [one_run(size, SIZES[size], args.frames, seed=100 + r)[0] for r in range(args.runs)]
+        # One more, untimed, run under tracemalloc for the pipeline's own peak memory.
+        _, peak_mib = one_run(size, SIZES[size], args.frames, seed=100, trace_memory=True)
+        for r, ms in enumerate(runs):
+            print(
+                f"{size}x{size}, run {r}: total median {np.median(ms[:, 3]):.2f} ms, "
+                f"p99 {np.percentile(ms[:, 3], 99):.2f} ms, max {ms[:, 3].max():.1f} ms"
+            )
+        med = np.median([np.median(ms, axis=0) for ms in runs], axis=0)
+        p99 = np.median([np.percentile(ms, 99, axis=0) for ms in runs], axis=0)
+        worst = np.max([ms.max(axis=0) for ms in runs], axis=0)
+        table.append((size, SIZES[size], med, p99, worst, peak_mib))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print()
+    print(
+        "| size | neurons | "
+        + " | ".join(f"{s} med / p99 / max ms" for s in STAGES)
+        + " | frames/s | pipeline peak MiB |"
+    )
+    print("| --- | --- | " + " | ".join("---" for _ in STAGES) + " | --- | --- |")
+    for size, k, med, p99, worst, peak_mib in table:
+        cells = " | ".join(
+            f"{a:.2f} / {b:.2f} / {c:.1f}" for a, b, c in zip(med, p99, worst, strict=True)
+        )
+        print(f"| {size}x{size} | {k} | {cells} | {1000 / med[3]:.0f} | {peak_mib:.0f} |")
+    print(
+        f"\npeak resident memory of this process (simulation included): {peak_mb:.0f} MiB "
+        f"({args.runs} runs x {len(args.sizes)} sizes, {args.frames} frames each)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""The per-frame pipeline: frame in, every component's trace, spike and shift out.
+
+Stages, in order, each a stepper of its own subpackage:
+validation -> motion correction -> online NMF -> online deconvolution.
+The first ``init_frames`` good frames are held back: on them the motion
+template is built, the seed detector proposes footprints and the online NMF and
+the deconvolver are initialised; their outputs are then released together.
+After that every frame produces one ``FrameOutput`` at once, with no
+look-ahead. The same object serves ``rtcal run`` (a movie file) and the live
+engine (frames from ZeroMQ).
+
+A frame of the wrong shape, with NaNs or mostly saturated is skipped and
+counted by reason; it never reaches (or corrupts) any stage's state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtcal.deconv.ar import estimate_g, noise_sigma
+from rtcal.deconv.dff import DffConfig, RunningDff
+from rtcal.deconv.online import OnlineDeconvolver
+from rtcal.detect.proposal import FootprintProposer
+from rtcal.detect.seed import SeedConfig, SeedDetector
+from rtcal.errors import RtcalError
+from rtcal.motion.corrector import MotionConfig, RigidMotionCorrector
+from rtcal.motion.fourier import fourier_shift
+from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
+
+
+class PipelineConfigError(RtcalError):
+    pass
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """fps_hz: frame rate; radius_px: soma radius; init_frames: frames held for
+    initialisation; tau_decay_s: prior calcium decay (refined per component from
+    the data); spike_sd: smallest spike, in noise sigmas of each trace;
+    max_saturated_frac: a frame with more saturated pixels than this is skipped."""
+
+    fps_hz: float = 30.0
+    radius_px: float = 6.0
+    init_frames: int = 300
+    tau_decay_s: float = 1.0
+    spike_sd: float = 2.5
+    max_saturated_frac: float = 0.2
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    nmf: OnlineNMFConfig = field(default_factory=OnlineNMFConfig)
+    seed: SeedConfig = field(default_factory=SeedConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fps_hz <= 10_000:
+            raise PipelineConfigError(f"fps_hz must be in (0, 10000], got {self.fps_hz}")
+        if self.init_frames < 20:
+            raise PipelineConfigError(f"init_frames must be >= 20, got {self.init_frames}")
+        if self.tau_decay_s * self.fps_hz <= 0.5:
+            raise PipelineConfigError(
+                f"tau_decay_s={self.tau_decay_s} is under half a frame at {self.fps_hz} Hz"
+            )
+        if not 0 < self.max_saturated_frac <= 1:
+            raise PipelineConfigError(
+                f"max_saturated_frac must be in (0, 1], got {self.max_saturated_frac}"
+            )
+
+
+def pipeline_config(
+    fps_hz: float, radius_px: float, mode: str = "2p", **overrides
+) -> PipelineConfig:
+    """A PipelineConfig whose stage configs share one soma radius; mode "2p" or
+    "1p" (microendoscope: ring background model)."""
+    if mode not in ("2p", "1p"):
+        raise PipelineConfigError(f"mode must be '2p' or '1p', got {mode!r}")
+    if mode == "1p":
+        # Ring background. Footprint refinement is off: refined footprints reach into
+        # the ring's source pixels and the trace/background loop then diverges
+        # (measured: traces ~1e18 within 260 frames). The residual of 1p data keeps
+        # more structure, so new components need a higher peak-to-noise (14 vs 7:
+        # F1 0.43 vs 0.28 on a simulated 256x256, 40-neuron 1p movie).
+        nmf = OnlineNMFConfig(
+            radius_px=radius_px, background="ring", refine_per_frame=0, new_min_pnr=14.0
+        )
+    else:
+        nmf = OnlineNMFConfig(radius_px=radius_px)
+    return PipelineConfig(
+        fps_hz=fps_hz,
+        radius_px=radius_px,
+        motion=MotionConfig(radius_px=radius_px),
+        nmf=nmf,
+        seed=SeedConfig(radius_px=radius_px),
+        **overrides,
+    )
+
+
+@dataclass(frozen=True)
+class FrameOutput:
+    """One processed frame. index: its movie frame index; traces (raw, baseline
+    included), denoised, spikes, dff: float32 (K,) for the components existing
+    at this frame; shift:
+    (dy, dx); added: indices of components created at this frame;
+    t_received_ns / t_done_ns: monotonic clock; stage_ns: time spent in
+    (motion, nmf, deconvolution) for this frame, 0 for the initial frames."""
+
+    index: int
+    traces: np.ndarray
+    denoised: np.ndarray
+    spikes: np.ndarray
+    dff: np.ndarray
+    shift: tuple[float, float]
+    added: np.ndarray
+    t_received_ns: int
+    t_done_ns: int
+    stage_ns: tuple[int, int, int] = (0, 0, 0)
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig, detector: FootprintProposer | None = None):
+        self.config = config
+        self.detector = detector or SeedDetector(config.seed)
+        self.skipped: Counter[str] = Counter()
+        self.shape: tuple[int, int] | None = None
+        self.init_seconds = 0.0
+        self._held: list[tuple[int, np.ndarray, int]] = []
+        self._motion: RigidMotionCorrector | None = None
+        self._nmf: OnlineNMF | None = None
+        self._deconv: OnlineDeconvolver | None = None
+        self._dff: RunningDff | None = None
+        self._saturation: float | None = None
+
+    @property
+    def initialised(self) -> bool:
+        return self._nmf is not None
+
+    @property
+    def footprints(self) -> np.ndarray:
+        """float32 (K, H, W) current footprints (empty before initialisation)."""
+        if self._nmf is None:
+            return np.zeros((0, *(self.shape or (0, 0))), np.float32)
+        return self._nmf.A.dense()
+
+    def push(
+        self, index: int, frame: np.ndarray, t_received_ns: int | None = None
+    ) -> list[FrameOutput]:
+        """Feed one frame; returns the outputs that became ready (possibly none)."""
+        t_received_ns = time.monotonic_ns() if t_received_ns is None else t_received_ns
+        reason = self._check(frame)
+        if reason is not None:
+            self.skipped[reason] += 1
+            return []
+        if self._nmf is None:
+            self._held.append((index, frame, t_received_ns))
+            if len(self._held) < self.config.init_frames:
+                return []
+            return self._initialise()
+        return [self._step(index, frame, t_received_ns)]
+
+    def finish(self) -> list[FrameOutput]:
+        """End of stream: initialise on what is held if the stream was short."""
+        if self._nmf is None and len(self._held) >= 20:
+            return self._initialise()
+        return []
+
+    # ------------------------------------------------------------ internals
+    def _check(self, frame: np.ndarray) -> str | None:
+        if frame.ndim != 2:
+            return "not 2-D"
+        if self.shape is None:
+            self.shape = frame.shape
+        elif frame.shape != self.shape:
+            return "wrong shape"
+        if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+            return "NaN or inf"
+        if frame.dtype.kind in "ui":
+            top = np.iinfo(frame.dtype).max
+            if np.count_nonzero(frame == top) > self.config.max_saturated_frac * frame.size:
+                return "saturated"
+        return None
+
+    def _initialise(self) -> list[FrameOutput]:
+        c = self.config
+        t0 = time.perf_counter()
+        raw = np.stack([f for _, f, _ in self._held]).astype(np.float32)
+        self._motion = RigidMotionCorrector.from_frames(c.motion, raw)
+        steps = [self._motion.step(f) for f in raw]
+        # Fourier-shifted, not interpolated: detection statistics need unsmoothed noise.
+        registered = np.stack(
+            [fourier_shift(f, -s.shift[0], -s.shift[1]) for f, s in zip(raw, steps, strict=True)]
+        )
+        proposal = self.detector.propose(registered)
+        self._nmf = OnlineNMF(c.nmf, c.fps_hz, proposal.footprints, registered)
+        traces = self._nmf.init_traces
+        K = traces.shape[0]
+        self._deconv = OnlineDeconvolver(*self._kinetics(traces))
+        self._dff = RunningDff(DffConfig(fps_hz=c.fps_hz), self._nmf.resting_level(np.arange(K)))
+        self.init_seconds = time.perf_counter() - t0
+        outputs = []
+        for (index, _, t_rec), step, trace in zip(self._held, steps, traces.T, strict=True):
+            added = np.arange(K) if not outputs else np.zeros(0, np.int64)
+            outputs.append(self._output(index, trace, step.shift, added, t_rec))
+        self._held = []
+        return outputs
+
+    def _kinetics(self, traces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-component decay factor g and minimum spike size from traces (K, T)."""
+        c = self.config
+        if traces.shape[0] == 0:
+            return np.zeros(0), np.zeros(0)
+        g = estimate_g(traces, c.fps_hz, tau_range_s=(0.2, 5.0))
+        return g, c.spike_sd * np.maximum(noise_sigma(traces), 1e-6)
+
+    def _output(
+        self,
+        index: int,
+        trace: np.ndarray,
+        shift,
+        added: np.ndarray,
+        t_received_ns: int,
+        stage_ns: tuple[int, int] = (0, 0),
+    ) -> FrameOutput:
+        """Deconvolve one frame's traces (minus their running baseline) into an output."""
+        assert self._deconv is not None and self._dff is not None
+        t0 = time.perf_counter_ns()
+        f0, dff = self._dff.step(trace)
+        denoised, spikes = self._deconv.step(trace - f0)
+        t1 = time.perf_counter_ns()
+        return FrameOutput(
+            index,
+            trace,
+            denoised,
+            spikes,
+            dff,
+            shift,
+            added,
+            t_received_ns,
+            time.monotonic_ns(),
+            (*stage_ns, t1 - t0),
+        )
+
+    def _step(self, index: int, frame: np.ndarray, t_received_ns: int) -> FrameOutput:
+        assert self._motion is not None and self._nmf is not None and self._dff is not None
+        t0 = time.perf_counter_ns()
+        moved = self._motion.step(frame)
+        t1 = time.perf_counter_ns()
+        step = self._nmf.step(moved.corrected)
+        t2 = time.perf_counter_ns()
+        if len(step.added):
+            self._deconv.add_components(*self._kinetics(step.added_traces))
+            self._dff.add_components(self._nmf.resting_level(step.added))
+        return self._output(
+            index, step.traces, moved.shift, step.added, t_received_ns, (t1 - t0, t2 - t1)
+        )

@@ -1,0 +1,69 @@
+"""The set of footprints A held by the online core, with a fixed support per component.
+
+Each footprint a_k lives on a fixed set of pixels (its *support*: the initial
+footprint dilated by a margin, so that refinement can move its edge but not
+wander across the field). All K footprints are one CSR matrix (K, P): the
+per-frame kernels then read ``indptr``/``indices``/``data`` directly, and the
+sufficient statistics W = sum_t y_t c_t^T are stored on the same pattern
+(OnACID, Giovannucci et al. 2017, restricts them to a neighbourhood likewise).
+Rows are never reordered or removed: row k is component k for the whole run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import ndimage
+
+
+def support_of(footprint: np.ndarray, margin_px: int) -> np.ndarray:
+    """Pixels a footprint may occupy: where it is > 0, dilated by margin_px. bool (H, W)."""
+    inside = footprint > 0
+    if margin_px <= 0:
+        return inside
+    return ndimage.binary_dilation(inside, iterations=int(margin_px))
+
+
+class FootprintSet:
+    """Footprints (K, H*W) as CSR with fixed supports; grows by ``add``.
+
+    height, width: frame size. After ``add`` or a change of ``data`` values,
+    call ``gram()`` for the (K, K) Gram matrix A A^T.
+    """
+
+    def __init__(self, height: int, width: int) -> None:
+        self.height, self.width = int(height), int(width)
+        self.csr = sp.csr_matrix((0, self.height * self.width), dtype=np.float32)
+        self.born_frame = np.zeros(0, np.int64)
+
+    @property
+    def n_components(self) -> int:
+        return int(self.csr.shape[0])
+
+    def add(self, footprints: np.ndarray, born_frame: int, margin_px: int) -> np.ndarray:
+        """Append footprints (n, H, W); returns the new rows' indices (n,)."""
+        rows = []
+        for fp in footprints:
+            mask = support_of(fp, margin_px).reshape(-1)
+            idx = np.flatnonzero(mask)
+            values = fp.reshape(-1)[idx].astype(np.float32)
+            rows.append(sp.csr_matrix((values, idx, [0, idx.size]), shape=(1, mask.size)))
+        first = self.n_components
+        if rows:
+            self.csr = sp.vstack([self.csr, *rows], format="csr").astype(np.float32)
+            # vstack may drop explicit zeros; keep every support pixel as a stored entry.
+            self.csr.has_sorted_indices = True
+        self.born_frame = np.r_[self.born_frame, np.full(len(rows), born_frame, np.int64)]
+        return np.arange(first, self.n_components)
+
+    def dense(self) -> np.ndarray:
+        """float32 (K, H, W) copy of all footprints."""
+        return self.csr.toarray().reshape(-1, self.height, self.width)
+
+    def gram(self) -> np.ndarray:
+        """A A^T as float64 (K, K)."""
+        return (self.csr @ self.csr.T).toarray().astype(np.float64)
+
+    def project(self, y: np.ndarray) -> np.ndarray:
+        """A y for a flat frame y (P,) -> float64 (K,)."""
+        return (self.csr @ y).astype(np.float64)
