@@ -149,3 +149,21 @@ def test_oasis_recovers_calcium_and_spike_times():
 def test_oasis_rejects_bad_g():
     with pytest.raises(ValueError, match="g must be"):
         oasis_ar1(np.zeros(10), 1.2)
+
+
+def test_dog_filter_chunked_with_subtract_and_in_place_equals_one_go():
+    rng = np.random.default_rng(8)
+    Y = rng.normal(size=(37, 40, 44)).astype(np.float32)
+    base = rng.normal(size=(40, 44)).astype(np.float32)
+    whole = dog_filter(Y - base, 1.0, 5.0, chunk=1000)
+    np.testing.assert_allclose(dog_filter(Y, 1.0, 5.0, subtract=base, chunk=5), whole, atol=1e-5)
+    work = Y - base
+    dog_filter(work, 1.0, 5.0, out=work, chunk=4)
+    np.testing.assert_allclose(work, whole, atol=1e-5)
+
+
+def test_temporal_median_in_row_blocks_equals_numpy():
+    from rtcal.buffer.summary import temporal_median
+
+    Y = np.random.default_rng(9).normal(size=(31, 45, 20)).astype(np.float32)
+    np.testing.assert_allclose(temporal_median(Y, rows=7), np.median(Y, axis=0), rtol=1e-6)

@@ -42,7 +42,7 @@ class SummaryImages:
     pnr: np.ndarray
 
 
-def noise_std(Y: np.ndarray) -> np.ndarray:
+def noise_std(Y: np.ndarray, *, rows: int = 32) -> np.ndarray:
     """Per-pixel noise sigma from the median absolute first difference over time.
 
     Calcium transients are sparse and slow compared with shot noise, so the
@@ -51,9 +51,11 @@ def noise_std(Y: np.ndarray) -> np.ndarray:
     """
     if Y.shape[0] < 2:
         raise ValueError(f"noise_std needs at least 2 frames, got {Y.shape[0]}")
-    diff = np.diff(Y.astype(np.float32, copy=False), axis=0)
-    mad = np.median(np.abs(diff), axis=0)
-    return np.maximum(mad * _MAD_DIFF_TO_SIGMA, 1e-6).astype(np.float32)
+    out = np.empty(Y.shape[1:], np.float32)
+    for r0 in range(0, Y.shape[1], rows):  # row blocks keep the temporaries small
+        diff = np.diff(Y[:, r0 : r0 + rows].astype(np.float32, copy=False), axis=0)
+        out[r0 : r0 + rows] = np.median(np.abs(diff), axis=0) * _MAD_DIFF_TO_SIGMA
+    return np.maximum(out, 1e-6)
 
 
 def _shifted_pair(img: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +70,7 @@ def _shifted_pair(img: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.nda
     return img[..., ys_a, xs_a], img[..., ys_b, xs_b]
 
 
-def local_correlation(Y: np.ndarray, *, chunk: int = 128) -> np.ndarray:
+def local_correlation(Y: np.ndarray, *, chunk: int = 32) -> np.ndarray:
     """Mean correlation of every pixel with its 8 neighbours. Y: (T, H, W) -> float32 (H, W).
 
     Pixels with zero variance get correlation 0. Edge pixels average over the
@@ -102,11 +104,20 @@ def local_correlation(Y: np.ndarray, *, chunk: int = 128) -> np.ndarray:
     return (total / np.maximum(count, 1)).astype(np.float32)
 
 
+def temporal_median(Y: np.ndarray, *, rows: int = 32) -> np.ndarray:
+    """Median over time of Y (T, H, W) -> float32 (H, W), a block of rows at a time
+    (np.median copies its input; this keeps the copy to T x rows x W)."""
+    out = np.empty(Y.shape[1:], np.float32)
+    for r0 in range(0, Y.shape[1], rows):
+        out[r0 : r0 + rows] = np.median(Y[:, r0 : r0 + rows], axis=0)
+    return out
+
+
 def summary_images(Y: np.ndarray) -> SummaryImages:
     """All summary images of a window Y: (T, H, W), T >= 2."""
     Yf = Y.astype(np.float32, copy=False)
     noise = noise_std(Yf)
-    median = np.median(Yf, axis=0)
+    median = temporal_median(Yf)
     peak = Yf.max(axis=0)
     return SummaryImages(
         mean=Yf.mean(axis=0).astype(np.float32),

@@ -17,12 +17,39 @@ def _gaussian_transfer(n: int, sigma: float, *, real: bool) -> np.ndarray:
     return np.exp(-2.0 * (np.pi * sigma * freq) ** 2)
 
 
-def dog_filter(frames: np.ndarray, sigma_lo: float, sigma_hi: float) -> np.ndarray:
-    """Band-pass every frame. frames: (..., H, W) -> float32, same shape.
+def dog_filter(
+    frames: np.ndarray,
+    sigma_lo: float,
+    sigma_hi: float,
+    *,
+    subtract: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    chunk: int = 16,
+) -> np.ndarray:
+    """Band-pass every frame. frames: (H, W) or (T, H, W) -> float32, same shape.
 
-    Equal to gaussian(frames, sigma_lo) - gaussian(frames, sigma_hi) with
-    reflecting boundaries (up to the truncation of the padding).
+    Equal to gaussian(frames - subtract, sigma_lo) - gaussian(frames - subtract,
+    sigma_hi) with reflecting boundaries (up to the truncation of the padding).
+    subtract: optional (H, W) image removed from every frame first. A stack is
+    filtered ``chunk`` frames at a time into ``out`` (allocated if None; may be
+    ``frames`` itself when that is float32), so the temporaries are a chunk's
+    worth, not the whole window's.
     """
+    if frames.ndim == 2:
+        img = frames if subtract is None else frames - subtract
+        return _dog(img, sigma_lo, sigma_hi)
+    if out is None:
+        out = np.empty(frames.shape, np.float32)
+    for t0 in range(0, frames.shape[0], chunk):
+        block = frames[t0 : t0 + chunk]
+        if subtract is not None:
+            block = block - subtract
+        out[t0 : t0 + chunk] = _dog(block, sigma_lo, sigma_hi)
+    return out
+
+
+def _dog(frames: np.ndarray, sigma_lo: float, sigma_hi: float) -> np.ndarray:
+    """Band-pass (..., H, W) in one go (see :func:`dog_filter`)."""
     if not 0 <= sigma_lo < sigma_hi:
         raise ValueError(f"need 0 <= sigma_lo < sigma_hi, got {sigma_lo}, {sigma_hi}")
     H, W = frames.shape[-2:]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from rtcal.buffer.summary import local_correlation, noise_std
+from rtcal.buffer.summary import local_correlation, noise_std, temporal_median
 from rtcal.detect.bandpass import dog_filter
 from rtcal.detect.proposal import Proposal
 from rtcal.errors import RtcalError
@@ -92,13 +92,13 @@ class SeedDetector:
             )
         r = self.config.radius_px
         Y = window.astype(np.float32, copy=False)
-        baseline = np.median(Y, axis=0)
+        baseline = temporal_median(Y)
         # High-passed movie (neuropil and background removed): its neighbour
         # correlations are not inflated by smoothing, so they measure shared signal.
-        D = dog_filter(Y - baseline, 0.0, 2.0 * r)
+        D = dog_filter(Y, 0.0, 2.0 * r, subtract=baseline)
         corr = local_correlation(D)
-        # Smoothed to cell scale for the peak-to-noise ratio and the footprints.
-        D = dog_filter(D, 0.25 * r, 4.0 * r)
+        # Smoothed to cell scale for the peak-to-noise ratio and the footprints (in place).
+        D = dog_filter(D, 0.25 * r, 4.0 * r, out=D)
         noise = noise_std(D)
         pnr = D.max(axis=0) / noise
         morph = dog_filter(Y.mean(axis=0), 0.35 * r, 1.5 * r)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rtcal.buffer.summary import temporal_median
 from rtcal.errors import RtcalError
 from rtcal.nmf.background import cosine_basis, project, subtract_combination
 from rtcal.nmf.footprints import FootprintSet
@@ -123,7 +124,7 @@ class OnlineNMF:
             self.baseline = self.ring.b0.reshape(-1).copy()
             self.B = np.zeros((0, H * W), np.float32)
         else:
-            self.baseline = np.median(init_frames, axis=0).astype(np.float32).reshape(-1)
+            self.baseline = temporal_median(init_frames).reshape(-1)
             self.B = cosine_basis(H, W, config.n_background)
         self._bg_proj = np.zeros(self.B.shape[0])
         self._residual = np.zeros(H * W, np.float32)
@@ -268,12 +269,11 @@ class OnlineNMF:
         )
         n = len(new)
         # Statistics of the new components from the buffer: W = R^T c_new, M = c_new c_new^T.
-        raw = self.buffer.raw_ordered().reshape(len(traces[0]), -1)
         csr = self.A.csr
         w_new = []
         for i, k in enumerate(new):
             idx = csr.indices[csr.indptr[k] : csr.indptr[k + 1]]
-            w_new.append(raw[:, idx].T @ traces[i].astype(np.float64))
+            w_new.append(self.buffer.pixels(idx).T @ traces[i].astype(np.float64))
         self._w = np.concatenate([self._w[:old_nnz], *w_new])
         M = np.zeros((K_old + n, K_old + n))
         M[:K_old, :K_old] = self._M

@@ -89,13 +89,14 @@ class ResidualBuffer:
         start = self.n_seen % self.length if self.n_seen >= self.length else 0
         return (start + np.arange(n)) % self.length
 
-    def raw_ordered(self) -> np.ndarray:
-        """Raw residuals oldest first, (n, H, W) (a copy)."""
-        return self.raw[self._order()]
+    def patch(self, box: tuple[slice, slice]) -> np.ndarray:
+        """Raw residuals in a (row, col) box, oldest first: (n, h, w), a small copy."""
+        return self.raw[:, box[0], box[1]][self._order()]
 
-    def small_ordered(self) -> np.ndarray:
-        """Smoothed, binned residuals oldest first, (n, H//2, W//2) (a copy)."""
-        return self.small[self._order()]
+    def pixels(self, index: np.ndarray) -> np.ndarray:
+        """Raw residuals at flat pixel indices, oldest first: (n, len(index)), a small copy."""
+        flat = self.raw.reshape(self.length, -1)
+        return flat[:, index][self._order()]
 
 
 def find_candidates(
@@ -114,14 +115,14 @@ def find_candidates(
     residual; covered: bool (H, W), pixels already inside a footprint's core.
     Returns at most max_new candidates, strongest first.
     """
-    small = buffer.small_ordered()
-    pnr = small.max(axis=0) / noise_small
+    # The max over time needs no ordering: read the ring in place (slots not yet
+    # written hold zeros, which only floor the max at 0).
+    pnr = buffer.small.max(axis=0) / noise_small
     size = max(3, int(round(radius_px / 2)) | 1)
     covered_small = covered[: 2 * pnr.shape[0] : 2, : 2 * pnr.shape[1] : 2]
     peaks = (pnr == ndimage.maximum_filter(pnr, size=size)) & (pnr > min_pnr) & ~covered_small
     ys, xs = np.nonzero(peaks)
     order = np.argsort(-pnr[ys, xs])[: 4 * max_new]
-    raw = buffer.raw_ordered() if len(order) else None
     H, W = covered.shape
     half = int(np.ceil(2.5 * radius_px))
     taken = covered.copy()
@@ -137,7 +138,7 @@ def find_candidates(
             slice(max(x - half, 0), min(x + half + 1, W)),
         )
         candidate = _extract(
-            raw[:, box[0], box[1]], (y - box[0].start, x - box[1].start), radius_px, min_space_corr
+            buffer.patch(box), (y - box[0].start, x - box[1].start), radius_px, min_space_corr
         )
         if candidate is None:
             continue
