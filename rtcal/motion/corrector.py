@@ -140,16 +140,23 @@ class MotionCorrector:
         frames = np.asarray(frames)
         if frames.ndim != 3 or len(frames) == 0:
             raise MotionConfigError(f"from_frames needs (T, H, W) frames, got {frames.shape}")
+        template = np.empty(frames.shape[1:], np.float32)
         with warnings.catch_warnings():  # a pixel NaN in every frame stays NaN here ...
             warnings.simplefilter("ignore", RuntimeWarning)
-            template = np.nanmedian(frames.astype(np.float32), axis=0)
+            for r0 in range(0, frames.shape[1], 32):  # row blocks: nanmedian copies its input
+                template[r0 : r0 + 32] = np.nanmedian(frames[:, r0 : r0 + 32], axis=0)
             fill = np.nanmean(template) if np.isfinite(template).any() else 0.0
         template = np.where(np.isfinite(template), template, np.float32(fill))  # ... until now
         for _ in range(2):
             corrector = cls(config, template)
-            good = [c for c, m in map(corrector._register, frames) if m.quality is FrameQuality.OK]
-            if good:
-                template = np.mean(good, axis=0, dtype=np.float64).astype(np.float32)
+            total, n_good = np.zeros(template.shape), 0
+            for frame in frames:  # a running sum: the window is the peak of memory
+                corrected, meta = corrector._register(frame)
+                if meta.quality is FrameQuality.OK:
+                    total += corrected
+                    n_good += 1
+            if n_good:
+                template = (total / n_good).astype(np.float32)
         return cls(config, template)
 
     @property
