@@ -66,9 +66,7 @@ def _timing_panel(ax, results: Results) -> None:
     if ms.size:
         ax.hist(ms, bins=60, color="steelblue")
         ax.axvline(np.median(ms), color="k", ls="--", lw=1)
-        ax.set_title(
-            f"per frame after init: median {np.median(ms):.2f} ms, "
-            f"p99 {np.percentile(ms, 99):.2f} ms"
-        )
+        ax.set_title(f"ms per frame after init\nmedian {np.median(ms):.2f}, "
+                     f"p99 {np.percentile(ms, 99):.2f}")
     ax.set_xlabel("ms")
     ax.set_yscale("log")
