@@ -88,3 +88,21 @@ def test_pipeline_config_names_bad_values():
         pipeline_config(30.0, 6.0, init_frames=5)
     with pytest.raises(PipelineConfigError, match="fps_hz"):
         pipeline_config(-1.0, 6.0)
+
+
+def test_decay_prior_is_used_for_short_traces_and_estimated_for_long_ones():
+    p = Pipeline(pipeline_config(30.0, 6.0, tau_decay_s=0.5))
+    rng = np.random.default_rng(0)
+    g_true = np.exp(-1 / (1.5 * 30.0))
+    x = np.zeros((3, 3000))
+    spikes = (rng.random((3, 3000)) < 0.02) * 1.0
+    for t in range(1, 3000):
+        x[:, t] = g_true * x[:, t - 1] + spikes[:, t]
+    x += 0.05 * rng.normal(size=x.shape)
+    g_short, _ = p._kinetics(x[:, :60])
+    np.testing.assert_allclose(g_short, np.exp(-1 / (0.5 * 30.0)))
+    g_long, s_min = p._kinetics(x)
+    tau = -1 / (30.0 * np.log(g_long))
+    assert (tau > 0.75).all()  # estimated from the data, not the 0.5 s prior
+    assert abs(np.median(tau) - 1.5) < 0.25 * 1.5
+    assert (s_min > 0).all()

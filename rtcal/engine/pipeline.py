@@ -31,6 +31,8 @@ from rtcal.motion.corrector import MotionConfig, RigidMotionCorrector
 from rtcal.motion.fourier import fourier_shift
 from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
 
+MIN_FRAMES_FOR_G = 200  # shorter traces give unreliable AR(1) estimates
+
 
 class PipelineConfigError(RtcalError):
     pass
@@ -39,8 +41,9 @@ class PipelineConfigError(RtcalError):
 @dataclass(frozen=True)
 class PipelineConfig:
     """fps_hz: frame rate; radius_px: soma radius; init_frames: frames held for
-    initialisation; tau_decay_s: prior calcium decay (refined per component from
-    the data); spike_sd: smallest spike, in noise sigmas of each trace;
+    initialisation; tau_decay_s: prior calcium decay, used for components whose
+    traces are too short to estimate it (those found after initialisation);
+    spike_sd: smallest spike, in noise sigmas of each trace;
     max_saturated_frac: a frame with more saturated pixels than this is skipped."""
 
     fps_hz: float = 30.0
@@ -206,11 +209,22 @@ class Pipeline:
         return outputs
 
     def _kinetics(self, traces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-component decay factor g and minimum spike size from traces (K, T)."""
+        """Per-component decay factor g and minimum spike size from traces (K, T).
+
+        g is estimated from the traces when they span at least MIN_FRAMES_FOR_G
+        frames (the initialisation window); components found later, with only
+        the residual buffer's few seconds, and failed estimates get the prior
+        ``tau_decay_s``.
+        """
         c = self.config
-        if traces.shape[0] == 0:
+        K, T = traces.shape
+        if K == 0:
             return np.zeros(0), np.zeros(0)
-        g = estimate_g(traces, c.fps_hz, tau_range_s=(0.2, 5.0))
+        prior = np.exp(-1.0 / (c.tau_decay_s * c.fps_hz))
+        g = np.full(K, prior)
+        if T >= MIN_FRAMES_FOR_G:
+            estimate = estimate_g(traces, c.fps_hz, tau_range_s=(0.2, 5.0))
+            g = np.where(np.isfinite(estimate), estimate, prior)
         return g, c.spike_sd * np.maximum(noise_sigma(traces), 1e-6)
 
     def _output(
