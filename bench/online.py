@@ -2,6 +2,8 @@
 
     python bench/online.py                      # the three issue sizes, 2 runs each
     python bench/online.py --sizes 256 --runs 3 --frames 1500
+    python bench/online.py --backend cuda       # per-frame stages on the GPU (docs/gpu.md)
+    python bench/online.py --backend cuda --sizes 512 --neurons 1000   # the issue's CUDA target
 
 For each size: a 2p movie is simulated in memory (not timed), then fed frame by
 frame through the same Pipeline that `rtcal run` and the live engine use.
@@ -33,7 +35,9 @@ STAGES = ("motion", "nmf", "deconv", "total")
 
 
 def one_run(
-    size: int, neurons: int, n_frames: int, seed: int, *, trace_memory: bool = False
+    size: int, neurons: int, n_frames: int, seed: int, *, trace_memory: bool = False,
+    backend: str = "cpu",
+    cuda_graphs: bool = False,
 ) -> tuple[np.ndarray, float]:
     """Returns float64 (n, 4) ms per frame (motion, nmf, deconv, total) and, with
     trace_memory, the pipeline's peak traced allocation in MiB (else NaN)."""
@@ -43,7 +47,9 @@ def one_run(
     frames = [f.image for f in Simulation(cfg).stream()]
     if trace_memory:
         tracemalloc.start()
-    pipeline = Pipeline(pipeline_config(cfg.fps_hz, 6.0))
+    pipeline = Pipeline(
+        pipeline_config(cfg.fps_hz, 6.0, backend=backend, cuda_graphs=cuda_graphs)
+    )
     rows = []
     for i, frame in enumerate(frames):
         t0 = time.perf_counter_ns()
@@ -63,12 +69,25 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--frames", type=int, default=1300, help="frames per run (300 initialise)")
     p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--backend", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--cuda-graphs", action="store_true", help="with --backend cuda")
+    p.add_argument("--neurons", type=int, default=None, help="neurons at every size "
+                   "(default: 60 / 300 / 1500 for 256 / 512 / 1024)")
     args = p.parse_args()
+    if args.neurons is not None:
+        SIZES.update({size: args.neurons for size in args.sizes})
     table = []
     for size in args.sizes:
-        runs = [one_run(size, SIZES[size], args.frames, seed=100 + r)[0] for r in range(args.runs)]
-        # One more, untimed, run under tracemalloc for the pipeline's own peak memory.
-        _, peak_mib = one_run(size, SIZES[size], args.frames, seed=100, trace_memory=True)
+        runs = [
+            one_run(size, SIZES[size], args.frames, seed=100 + r, backend=args.backend,
+                    cuda_graphs=args.cuda_graphs)[0]
+            for r in range(args.runs)
+        ]
+        # One more, untimed, run under tracemalloc for the pipeline's own peak (host) memory.
+        _, peak_mib = one_run(
+            size, SIZES[size], args.frames, seed=100, trace_memory=True, backend=args.backend,
+            cuda_graphs=args.cuda_graphs,
+        )
         for r, ms in enumerate(runs):
             print(
                 f"{size}x{size}, run {r}: total median {np.median(ms[:, 3]):.2f} ms, "
@@ -79,6 +98,10 @@ def main() -> None:
         worst = np.max([ms.max(axis=0) for ms in runs], axis=0)
         table.append((size, SIZES[size], med, p99, worst, peak_mib))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.backend == "cuda":
+        from rtcal.backend import cuda
+
+        print(f"device memory held by CuPy's pool (about its peak): {cuda.pool_bytes() >> 20} MiB")
     print()
     print(
         "| size | neurons | "

@@ -1,11 +1,13 @@
 """`rtcal run` and `rtcal demo` through the real entry point, on small movies."""
 
+import base64
 import json
 
 import h5py
 import numpy as np
 
 from rtcal.cli import main
+from rtcal.store import read_results
 
 
 def test_simulate_run_eval_chain(tmp_path):
@@ -32,12 +34,54 @@ def test_run_reports_a_missing_movie_clearly(tmp_path, capsys):
     assert "nope.tif" in capsys.readouterr().err
 
 
-def test_demo_writes_results_eval_and_report(tmp_path):
+def test_demo_runs_the_live_engine_over_loopback_and_writes_the_report(tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--frames", "400", "--neurons", "15",
-                 "--size", "96", "96"]) == 0
-    for name in ("results.h5", "eval.json", "report.png", "sim/movie.tif", "sim/truth.npz"):
+    n = 200
+    assert main(["demo", "--out", str(out), "--frames", str(n), "--size", "64", "64",
+                 "--neurons", "6", "--fps", "50", "--seed", "7"]) == 0
+    for name in ("truth.npz", "engine.toml", "results.h5", "eval.json", "live.json",
+                 "report.png", "report.html"):
+        assert (out / name).is_file(), name
+
+    results = read_results(out / "results.h5")
+    attrs = results.attrs
+    assert results.complete and attrs["pipeline"] == "online-live"  # written by the engine
+    assert attrs["engine_received"] == n and attrs["engine_malformed_total"] == 0
+    assert results.n_frames + attrs["engine_dropped"] == n  # every frame processed or counted
+    assert np.all(np.diff(results.frame_index) > 0) and results.frame_index[-1] < n
+
+    live = json.loads((out / "live.json").read_text())
+    lat = live["latency_ms"]
+    assert live["n_sent"] == n and live["n_results"] == results.n_frames
+    assert lat["n"] == live["n_results"] - live["n_warmup"] > 0
+    assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 1000
+    assert live["warmup_latency_ms"]["n"] == live["n_warmup"] >= live["init_frames"]
+    assert live["counters"]["processed"] == results.n_frames
+    assert live["counters"]["events"] == sum(live["events_by_rule"].values())
+    assert live["counters"]["events"] == len(results.events)  # the file has every event
+    assert live["redetect"]["runs"] == len(live["redetect"]["frames"]) >= 1
+
+    d = json.loads((out / "eval.json").read_text())
+    assert d["n_true"] == 6 and d["n_est"] == results.n_components >= 1
+    page = (out / "report.html").read_text()
+    png = base64.b64decode(page.split("data:image/png;base64,")[1].split('"')[0])
+    assert png == (out / "report.png").read_bytes()  # self-contained
+    assert "p99" in page and "re-runs" in page and "malformed" in page
+
+
+def test_demo_offline_runs_from_a_file_without_sockets(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--offline", "--out", str(out), "--frames", "300", "--neurons", "12",
+                 "--size", "80", "80"]) == 0
+    for name in ("results.h5", "eval.json", "report.png", "report.html", "sim/movie.tif",
+                 "sim/truth.npz"):
         assert (out / name).is_file(), name
     d = json.loads((out / "eval.json").read_text())
-    assert 0.0 <= d["f1"] <= 1.0 and d["n_true"] == 15
+    assert 0.0 <= d["f1"] <= 1.0 and d["n_true"] == 12
     assert np.isfinite(d["offset_px"]).all()
+    assert "engine_received" not in read_results(out / "results.h5").attrs
+
+
+def test_demo_refuses_a_movie_too_short(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--frames", "50"]) == 2
+    assert "--frames >= 100" in capsys.readouterr().err

@@ -246,3 +246,23 @@ def test_incomplete_results_are_flagged():
     rep = evaluate(replace(make_results(gaussian_cells(c), cal), complete=False), truth)
     assert rep.main.f1 == 1.0
     assert any("not closed cleanly" in w for w in rep.warnings)
+
+
+def test_retired_components_are_not_scored():
+    """A duplicate merged away (retired) is not a false positive; without its
+    retired mark the same duplicate is one."""
+    import dataclasses
+
+    c, cal, truth = scenario()
+    fp = gaussian_cells(c)
+    traces = 2.0 * cal + 0.5
+    dup = np.concatenate([fp, fp[:3]])
+    dup_traces = np.concatenate([traces, traces[:3]])
+    counted = evaluate(make_results(dup, dup_traces), truth)
+    assert counted.main.precision < 1.0
+    retired = np.r_[np.full(len(fp), -1), np.full(3, 50)].astype(np.int64)
+    res = dataclasses.replace(make_results(dup, dup_traces), retired_frame=retired)
+    rep = evaluate(res, truth)
+    assert (rep.main.f1, rep.main.precision, rep.main.recall) == (1.0, 1.0, 1.0)
+    assert rep.median_trace_corr == pytest.approx(1.0, abs=1e-6)
+    assert any("3 retired" in w for w in rep.warnings)

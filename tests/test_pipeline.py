@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rtcal.deconv.config import DeconvConfig
 from rtcal.engine.pipeline import Pipeline, PipelineConfigError, pipeline_config
 from rtcal.engine.run import run_frames
 from rtcal.metrics import evaluate, truth_from_arrays
@@ -91,7 +92,7 @@ def test_pipeline_config_names_bad_values():
 
 
 def test_decay_prior_is_used_for_short_traces_and_estimated_for_long_ones():
-    p = Pipeline(pipeline_config(30.0, 6.0, tau_decay_s=0.5))
+    p = Pipeline(pipeline_config(30.0, 6.0, tau_decay_s=0.5, deconv=DeconvConfig(order=1)))
     rng = np.random.default_rng(0)
     g_true = np.exp(-1 / (1.5 * 30.0))
     x = np.zeros((3, 3000))

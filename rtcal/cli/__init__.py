@@ -22,6 +22,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("rtcal.cli.simulate", "write a simulated movie with ground truth"),
     "run": ("rtcal.cli.run", "extract a movie file frame by frame into a results file"),
     "eval": ("rtcal.cli.evaluate", "score a results file against ground truth"),
+    "config": ("rtcal.cli.config", "print the full effective configuration as TOML"),
+    "serve": ("rtcal.cli.serve", "run the live engine: frames in over ZeroMQ, results out"),
+    "stream": ("rtcal.cli.stream", "send a movie or a simulation to an engine at a frame rate"),
+    "listen": ("rtcal.cli.listen", "print or save the results and events an engine publishes"),
+    "bench": ("rtcal.cli.bench", "benchmarks: `bench latency` of the live engine on loopback"),
+    "train": ("rtcal.cli.train", "train the learned footprint detector on simulated windows"),
+    "detect": ("rtcal.cli.detect", "run a footprint detector alone on a window of a movie"),
+    "export": ("rtcal.cli.export", "export the learned detector to ONNX / TensorRT, checked"),
 }
 
 

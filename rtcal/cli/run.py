@@ -17,7 +17,17 @@ residual) and online deconvolution.
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     p.add_argument("movie", metavar="MOVIE", help="movie file, folder of TIFFs, or FILE.h5:DATASET")
-    p.add_argument("--out", required=True, metavar="RESULTS.h5", help="results file to write")
+    p.add_argument("--out", metavar="RESULTS.h5", help="results file to write (required)")
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="settings file (see `rtcal config`); the flags below override it",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the full effective configuration as TOML and exit",
+    )
     p.add_argument(
         "--fps",
         type=float,
@@ -28,29 +38,35 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--neuron-radius",
         type=float,
-        default=6.0,
+        default=None,
         metavar="PX",
         help="typical soma radius in px (default 6)",
     )
     p.add_argument(
         "--init-frames",
         type=int,
-        default=300,
+        default=None,
         metavar="N",
         help="frames the seed detector sees (default 300)",
     )
     p.add_argument(
         "--tau-decay",
         type=float,
-        default=1.0,
+        default=None,
         metavar="S",
         help="prior calcium decay time constant, s (default 1.0)",
     )
     p.add_argument(
         "--mode",
         choices=("2p", "1p"),
-        default="2p",
+        default=None,
         help="2p: low-rank background; 1p (microendoscope): CNMF-E ring background",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="cpu: NumPy + Numba; cuda: per-frame motion and NMF on the GPU (needs CuPy, 2p)",
     )
     return p
 
@@ -58,20 +74,32 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from rtcal.engine.pipeline import pipeline_config
+    from rtcal.config import dump_config, load_config
     from rtcal.engine.run import run_frames
+    from rtcal.errors import RtcalError
     from rtcal.io import open_movie
 
     console = Console()
+    if not (args.out or args.print_config):
+        raise RtcalError("--out RESULTS.h5 is required (or --print-config)")
     with open_movie(args.movie) as movie:
-        fps = args.fps or movie.fps_hz or 30.0
-        config = pipeline_config(
-            fps,
-            args.neuron_radius,
-            args.mode,
-            init_frames=args.init_frames,
-            tau_decay_s=args.tau_decay,
+        flags = {
+            "init_frames": args.init_frames,
+            "tau_decay_s": args.tau_decay,
+            "backend": args.backend,
+        }
+        loaded = load_config(
+            args.config,
+            fps_hz=args.fps,
+            radius_px=args.neuron_radius,
+            mode=args.mode,
+            overrides={k: v for k, v in flags.items() if v is not None},
+            fallback_fps_hz=movie.fps_hz or 30.0,
         )
+        if args.print_config:
+            print(dump_config(loaded), end="")
+            return 0
+        config, fps = loaded.pipeline, loaded.pipeline.fps_hz
         console.print(
             f"{args.movie}: {movie.n_frames} frames of {movie.height}x{movie.width} "
             f"{movie.dtype}, {fps:g} Hz"

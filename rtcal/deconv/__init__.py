@@ -2,6 +2,8 @@
 
 - :mod:`rtcal.deconv.oasis`: batch OASIS AR(1) and the pool kernel it shares with
 - :mod:`rtcal.deconv.online`: streaming OASIS, one frame for all components;
+- :mod:`rtcal.deconv.oasis_ar2` and :mod:`rtcal.deconv.online_ar2`: the same for
+  AR(2) calcium (a rise and a decay); :mod:`rtcal.deconv.config` picks one;
 - :mod:`rtcal.deconv.ar`: noise sigma and AR coefficients from an initialisation window;
 - :mod:`rtcal.deconv.dff`: running baseline F0 and dF/F.
 """

@@ -135,3 +135,50 @@ def estimate_g(
 def time_constant_s(g: np.ndarray, fps_hz: float) -> np.ndarray:
     """tau_s = -1 / (fps_hz log g): inverse of :func:`rtcal.deconv.oasis.decay_factor`."""
     return -1.0 / (fps_hz * np.log(np.asarray(g, dtype=np.float64)))
+
+
+def estimate_ar2(
+    Y: np.ndarray,
+    fps_hz: float,
+    *,
+    tau_range_s: tuple[float, float] = (0.1, 5.0),
+    rise_range_s: tuple[float, float] = (0.005, 0.25),
+    tau_rise_s: float = 0.05,
+    sigma: np.ndarray | None = None,
+    n_lags: int = 5,
+) -> np.ndarray:
+    """AR(2) coefficients (g1, g2) per trace, with a stable fallback. Y (K, T) -> float64 (K, 2).
+
+    The noise-corrected Yule-Walker fit (:func:`ar_coefficients`, p = 2, as
+    CaImAn's ``estimate_time_constant``) gives g; its roots d > r of
+    z^2 = g1 z + g2 are the decay and rise factors. A fit is kept when the roots
+    are real, the decay time lies in tau_range_s and the rise time in
+    rise_range_s (and the rise is at most half the decay). Otherwise, as for an
+    inactive trace whose autocovariance is noise, the decay comes from
+    :func:`estimate_g` (clipped AR(1)) and the rise is the prior ``tau_rise_s``.
+    The result always satisfies :func:`rtcal.deconv.oasis_ar2.ar2_roots`.
+    """
+    from rtcal.deconv.oasis_ar2 import MIN_ROOT_GAP, ar2_from_roots
+
+    g = ar_coefficients(Y, 2, sigma=sigma, n_lags=n_lags)
+    disc = g[:, 0] ** 2 + 4 * g[:, 1]
+    root = np.sqrt(np.maximum(np.nan_to_num(disc, nan=-1.0), 0.0))
+    d, r = (g[:, 0] + root) / 2, (g[:, 0] - root) / 2
+    d_min, d_max = decay_range(fps_hz, tau_range_s)
+    r_min, r_max = decay_range(fps_hz, rise_range_s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau_d, tau_r = time_constant_s(d, fps_hz), time_constant_s(r, fps_hz)
+    ok = (
+        np.isfinite(disc)
+        & (disc > 0)
+        & (d >= d_min)
+        & (d <= d_max)
+        & (r >= r_min)
+        & (r <= r_max)
+        & (tau_r <= 0.5 * tau_d)
+    )
+    d = np.where(ok, d, estimate_g(Y, fps_hz, tau_range_s=tau_range_s, sigma=sigma))
+    r_prior = float(np.exp(-1.0 / (tau_rise_s * fps_hz)))
+    r = np.where(ok, r, r_prior)
+    r = np.minimum(r, d - MIN_ROOT_GAP)  # a decay so fast that the prior rise would meet it
+    return ar2_from_roots(d, np.maximum(r, 0.0))

@@ -21,14 +21,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rtcal.deconv.ar import estimate_g, noise_sigma
+from rtcal.backend import BACKENDS, get_backend
+from rtcal.deconv.ar import estimate_ar2, estimate_g, noise_sigma
+from rtcal.deconv.config import DeconvConfig, make_deconvolver
 from rtcal.deconv.dff import DffConfig, RunningDff
+from rtcal.deconv.oasis_ar2 import MIN_ROOT_GAP, ar2_from_roots
 from rtcal.deconv.online import OnlineDeconvolver
 from rtcal.detect.proposal import FootprintProposer
 from rtcal.detect.seed import SeedConfig, SeedDetector
 from rtcal.errors import RtcalError
 from rtcal.motion.corrector import MotionConfig, RigidMotionCorrector
+from rtcal.motion.device_corrector import DeviceMotionCorrector
 from rtcal.motion.fourier import fourier_shift
+from rtcal.nmf.device_step import DeviceNMF
 from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
 
 MIN_FRAMES_FOR_G = 200  # shorter traces give unreliable AR(1) estimates
@@ -44,7 +49,10 @@ class PipelineConfig:
     initialisation; tau_decay_s: prior calcium decay, used for components whose
     traces are too short to estimate it (those found after initialisation);
     spike_sd: smallest spike, in noise sigmas of each trace;
-    max_saturated_frac: a frame with more saturated pixels than this is skipped."""
+    max_saturated_frac: a frame with more saturated pixels than this is skipped;
+    backend: "cpu" (NumPy + Numba) or "cuda" (motion and NMF per frame on the GPU
+    after initialisation, see docs/gpu.md; 2p and rigid motion only);
+    cuda_graphs: with "cuda", replay each frame's NMF work as one CUDA graph."""
 
     fps_hz: float = 30.0
     radius_px: float = 6.0
@@ -55,8 +63,20 @@ class PipelineConfig:
     motion: MotionConfig = field(default_factory=MotionConfig)
     nmf: OnlineNMFConfig = field(default_factory=OnlineNMFConfig)
     seed: SeedConfig = field(default_factory=SeedConfig)
+    deconv: DeconvConfig = field(default_factory=DeconvConfig)
+    backend: str = "cpu"
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
+        if self.cuda_graphs and self.backend != "cuda":
+            raise PipelineConfigError("cuda_graphs needs backend 'cuda'")
+        if self.backend not in BACKENDS:
+            raise PipelineConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend != "cpu" and (self.nmf.background == "ring" or self.motion.piecewise):
+            raise PipelineConfigError(
+                f"backend {self.backend!r} runs the 2p low-rank background with rigid motion "
+                "only; use backend 'cpu' for 1p (ring) or piecewise-rigid motion"
+            )
         if not 0 < self.fps_hz <= 10_000:
             raise PipelineConfigError(f"fps_hz must be in (0, 10000], got {self.fps_hz}")
         if self.init_frames < 20:
@@ -106,7 +126,12 @@ class FrameOutput:
     at this frame; shift:
     (dy, dx); added: indices of components created at this frame;
     t_received_ns / t_done_ns: monotonic clock; stage_ns: time spent in
-    (motion, nmf, deconvolution) for this frame, 0 for the initial frames."""
+    (motion, nmf, deconvolution) for this frame, 0 for the initial frames;
+    corrected: the motion-corrected frame (H, W) float32, not a copy (None for
+    the initial frames; a CuPy array, left on the device, with backend "cuda");
+    retired: bool (K,) components merged away or retired by the NMF (their
+    traces, denoised, spikes and dF/F are 0 from the frame they retire on; None
+    when the stepper never retires)."""
 
     index: int
     traces: np.ndarray
@@ -118,6 +143,8 @@ class FrameOutput:
     t_received_ns: int
     t_done_ns: int
     stage_ns: tuple[int, int, int] = (0, 0, 0)
+    corrected: np.ndarray | None = None
+    retired: np.ndarray | None = None
 
 
 class Pipeline:
@@ -133,6 +160,8 @@ class Pipeline:
         self._deconv: OnlineDeconvolver | None = None
         self._dff: RunningDff | None = None
         self._saturation: float | None = None
+        # Checked now, not after init_frames: a missing GPU is reported at once.
+        self._device = None if config.backend == "cpu" else get_backend(config.backend)
 
     @property
     def initialised(self) -> bool:
@@ -167,6 +196,40 @@ class Pipeline:
             return self._initialise()
         return []
 
+    def add_components(self, footprints: np.ndarray, window: np.ndarray) -> np.ndarray:
+        """Add components a detector re-run found; int64 (n,) their indices. They
+        have values in the outputs from the next frame on.
+
+        footprints: float (n, H, W), non-negative, in the motion-corrected frame;
+        window: float32 (T, H, W) motion-corrected frames, oldest first and
+        consecutive, that the detector saw. Traces are back-filled by least
+        squares of the data under the new footprints, c = (A A^T)^-1 A y:
+        over the NMF's residual buffer (what the existing components and the
+        background leave) to seed its statistics, and over the window minus the
+        baseline image for their kinetics (decay, noise level, spike threshold).
+        """
+        if self._nmf is None or self.shape is None:
+            raise RtcalError("add_components: the pipeline is not initialised yet")
+        n = len(footprints)
+        if footprints.shape[1:] != self.shape or window.shape[1:] != self.shape:
+            raise RtcalError(
+                f"add_components: footprints {footprints.shape} and window {window.shape} "
+                f"must be (n, {self.shape[0]}, {self.shape[1]}) frames"
+            )
+        if n == 0:
+            return np.zeros(0, np.int64)
+        A = footprints.reshape(n, -1).astype(np.float64)
+        pixels = np.flatnonzero(A.any(axis=0))
+        A = A[:, pixels]
+        solve = np.linalg.pinv(A @ A.T) @ A  # (n, p): least squares under the footprints
+        residual = self._nmf.buffer.pixels(pixels)  # (L, p)
+        traces = np.maximum(solve @ residual.T, 0).astype(np.float32)
+        data = window.reshape(len(window), -1)[:, pixels] - self._nmf.baseline[pixels]
+        new = self._nmf.add_components(footprints.astype(np.float32), traces)
+        self._deconv.add_components(*self._kinetics(solve @ data.T))
+        self._dff.add_components(self._nmf.resting_level(new))
+        return new
+
     # ------------------------------------------------------------ internals
     def _check(self, frame: np.ndarray) -> str | None:
         if frame.ndim != 2:
@@ -198,8 +261,11 @@ class Pipeline:
         self._nmf = OnlineNMF(c.nmf, c.fps_hz, proposal.footprints, registered)
         traces = self._nmf.init_traces
         K = traces.shape[0]
-        self._deconv = OnlineDeconvolver(*self._kinetics(traces))
+        self._deconv = make_deconvolver(c.deconv, *self._kinetics(traces))
         self._dff = RunningDff(DffConfig(fps_hz=c.fps_hz), self._nmf.resting_level(np.arange(K)))
+        if self._device is not None:  # the per-frame stages continue on the device
+            self._motion = DeviceMotionCorrector(self._motion, self._device)
+            self._nmf = DeviceNMF(self._nmf, self._device, use_graph=c.cuda_graphs)
         self.init_seconds = time.perf_counter() - t0
         outputs = []
         for (index, _, t_rec), shift, trace in zip(self._held, shifts, traces.T, strict=True):
@@ -209,23 +275,34 @@ class Pipeline:
         return outputs
 
     def _kinetics(self, traces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-component decay factor g and minimum spike size from traces (K, T).
+        """Per-component AR coefficients g and minimum spike size from traces (K, T).
 
-        g is estimated from the traces when they span at least MIN_FRAMES_FOR_G
+        g is the decay factor (K,) with ``deconv.order`` 1, (g1, g2) (K, 2) with 2.
+        It is estimated from the traces when they span at least MIN_FRAMES_FOR_G
         frames (the initialisation window); components found later, with only
-        the residual buffer's few seconds, and failed estimates get the prior
-        ``tau_decay_s``.
+        the residual buffer's few seconds, and failed estimates get the priors
+        ``tau_decay_s`` (and ``deconv.tau_rise_s``).
         """
         c = self.config
         K, T = traces.shape
+        order = c.deconv.order
         if K == 0:
-            return np.zeros(0), np.zeros(0)
+            return np.zeros((0,) if order == 1 else (0, 2)), np.zeros(0)
         prior = np.exp(-1.0 / (c.tau_decay_s * c.fps_hz))
+        s_min = c.spike_sd * np.maximum(noise_sigma(traces), 1e-6)
+        if order == 2:
+            if T >= MIN_FRAMES_FOR_G:
+                g = estimate_ar2(
+                    traces, c.fps_hz, tau_range_s=(0.2, 5.0), tau_rise_s=c.deconv.tau_rise_s
+                )
+                return g, s_min
+            r = min(np.exp(-1.0 / (c.deconv.tau_rise_s * c.fps_hz)), prior - MIN_ROOT_GAP)
+            return np.tile(ar2_from_roots(prior, r), (K, 1)), s_min
         g = np.full(K, prior)
         if T >= MIN_FRAMES_FOR_G:
             estimate = estimate_g(traces, c.fps_hz, tau_range_s=(0.2, 5.0))
             g = np.where(np.isfinite(estimate), estimate, prior)
-        return g, c.spike_sd * np.maximum(noise_sigma(traces), 1e-6)
+        return g, s_min
 
     def _output(
         self,
@@ -235,6 +312,8 @@ class Pipeline:
         added: np.ndarray,
         t_received_ns: int,
         stage_ns: tuple[int, int] = (0, 0),
+        corrected: np.ndarray | None = None,
+        retired: np.ndarray | None = None,
     ) -> FrameOutput:
         """Deconvolve one frame's traces into an output; dF/F from the running baseline.
 
@@ -247,6 +326,9 @@ class Pipeline:
         t0 = time.perf_counter_ns()
         _, dff = self._dff.step(trace)
         denoised, spikes = self._deconv.step(trace)
+        if retired is not None and retired.any():  # retired components report 0
+            for values in (denoised, spikes, dff):
+                values[retired] = 0.0
         t1 = time.perf_counter_ns()
         return FrameOutput(
             index,
@@ -259,6 +341,8 @@ class Pipeline:
             t_received_ns,
             time.monotonic_ns(),
             (*stage_ns, t1 - t0),
+            corrected,
+            retired,
         )
 
     def _step(self, index: int, frame: np.ndarray, t_received_ns: int) -> FrameOutput:
@@ -272,5 +356,12 @@ class Pipeline:
             self._deconv.add_components(*self._kinetics(step.added_traces))
             self._dff.add_components(self._nmf.resting_level(step.added))
         return self._output(
-            index, step.traces, moved.shift, step.added, t_received_ns, (t1 - t0, t2 - t1)
+            index,
+            step.traces,
+            moved.shift,
+            step.added,
+            t_received_ns,
+            (t1 - t0, t2 - t1),
+            moved.corrected,
+            step.retired,
         )

@@ -23,13 +23,15 @@ from rtcal.store import ResultsWriter
 class RunSummary:
     """n_frames: frames written; n_components: components at the end; skipped:
     frames skipped by reason; init_seconds: initialisation time; frame_ms:
-    float64 (n,) arrival-to-result time of the frames after initialisation."""
+    float64 (n,) arrival-to-result time of the frames after initialisation;
+    n_retired: components merged away or retired by the end (they keep their index)."""
 
     n_frames: int
     n_components: int
     skipped: dict[str, int]
     init_seconds: float
     frame_ms: np.ndarray
+    n_retired: int = 0
 
 
 def run_frames(
@@ -52,19 +54,26 @@ def run_frames(
     }
     frame_ms: list[float] = []
     born = np.zeros(0, np.int64)  # results-file column at which each component appeared
+    retired = np.zeros(0, np.int64)  # column from which each component is retired, -1 alive
     with ResultsWriter(
         out_path, height=height, width=width, fps_hz=config.fps_hz, attrs=meta
     ) as writer:
 
         def write(outputs: list[FrameOutput]) -> None:
-            nonlocal born
+            nonlocal born, retired
             for out in outputs:
                 column = writer.n_frames_appended
                 K = len(out.traces)
                 if K > len(born):
                     born = np.r_[born, np.full(K - len(born), column, np.int64)]
+                    retired = np.r_[retired, np.full(K - len(retired), -1, np.int64)]
                 if K > writer.n_components or (column and column % footprint_every == 0):
                     writer.set_footprints(pipeline.footprints, born)
+                newly = [] if out.retired is None else np.flatnonzero(out.retired & (retired < 0))
+                if len(newly):  # their footprints are now zero, a merge changed another
+                    retired[newly] = column
+                    writer.set_footprints(pipeline.footprints, born)
+                    writer.set_retired(retired)
                 writer.append_frame(
                     index=out.index,
                     traces=out.denoised,
@@ -84,5 +93,10 @@ def run_frames(
             writer.set_footprints(pipeline.footprints, born)
         n_written = writer.n_frames_appended
     return RunSummary(
-        n_written, len(born), dict(pipeline.skipped), pipeline.init_seconds, np.asarray(frame_ms)
+        n_written,
+        len(born),
+        dict(pipeline.skipped),
+        pipeline.init_seconds,
+        np.asarray(frame_ms),
+        int((retired >= 0).sum()),
     )

@@ -11,6 +11,8 @@ and the CaImAn convention (IoU > 0.3, centroids < 10 px apart).
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,6 +166,22 @@ def _warnings(results: Results, truth: Truth, fe: FootprintEval) -> list[str]:
     return notes
 
 
+def _alive(results: Results) -> tuple[Results, int]:
+    """``results`` without its retired components, and how many there were."""
+    alive = results.retired_frame < 0
+    if alive.all():
+        return results, 0
+    sub = dataclasses.replace(
+        results,
+        footprints=results.footprints[alive],
+        traces=results.traces[alive],
+        spikes=results.spikes[alive],
+        born_frame=results.born_frame[alive],
+        retired_frame=results.retired_frame[alive],
+    )
+    return sub, int((~alive).sum())
+
+
 def evaluate(
     results: Results,
     truth: Truth,
@@ -171,8 +189,12 @@ def evaluate(
     max_offset_px: float = 3.0,
     snr_edges: tuple[float, ...] = DEFAULT_SNR_EDGES,
 ) -> EvalReport:
-    """Score ``results`` against ``truth`` (same frame size). See the module docstring."""
+    """Score ``results`` against ``truth`` (same frame size). See the module docstring.
+
+    Components the online NMF retired (merged into another or dead; their
+    ``retired_frame`` >= 0) are not part of the answer and are not scored."""
     _check_inputs(results, truth)
+    results, n_retired = _alive(results)
     fe = score_footprints(dense_to_csr(results.footprints), truth, max_offset_px)
     corr = _trace_corr(results, truth, fe.main)
     corr_raw = _trace_corr(results, truth, fe.unaligned_main)
@@ -180,6 +202,8 @@ def evaluate(
     if truth.snr is not None:
         by_snr = recall_by_snr(truth.snr, fe.main.true_index[fe.main.is_tp], snr_edges)
     notes = _warnings(results, truth, fe)
+    if n_retired:
+        notes.append(f"{n_retired} retired components (merged or dead) not scored")
     return EvalReport(
         main=score(fe.main),
         caiman=score(fe.caiman),

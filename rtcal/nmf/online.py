@@ -18,10 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from rtcal.buffer.summary import temporal_median
 from rtcal.errors import RtcalError
 from rtcal.nmf.background import cosine_basis, project, subtract_combination
+from rtcal.nmf.curation import SILENT_SD, Action, Curator, merged_footprint, pixel_noise
 from rtcal.nmf.footprints import FootprintSet
 from rtcal.nmf.hals import hals
 from rtcal.nmf.residual import ResidualBuffer, bin_and_smooth, find_candidates
@@ -48,6 +50,12 @@ class OnlineNMFConfig:
     residual_s: length of the residual buffer in seconds; search_every: frames
     between searches for new components; new_min_pnr, new_min_space_corr:
     acceptance thresholds of a new component; max_new_per_search: cap per search.
+    Merging and retiring (``rtcal.nmf.curation``): every component is examined
+    once per merge_every frames, spread over them (0: never merge or retire);
+    duplicates have footprint overlap (cosine) >= merge_min_overlap and trace
+    correlation over the last merge_window_s >= merge_min_corr; a component is
+    retired when its trace stays silent for retire_silent_s (0: never) or its
+    footprint shrinks below retire_min_area_frac x pi radius_px^2 pixels.
     """
 
     radius_px: float = 6.0
@@ -62,6 +70,12 @@ class OnlineNMFConfig:
     new_min_pnr: float = 7.0
     new_min_space_corr: float = 0.75
     max_new_per_search: int = 2
+    merge_every: int = 100
+    merge_min_overlap: float = 0.5
+    merge_min_corr: float = 0.85
+    merge_window_s: float = 10.0
+    retire_silent_s: float = 120.0
+    retire_min_area_frac: float = 0.1
 
     def __post_init__(self) -> None:
         checks = {
@@ -77,6 +91,12 @@ class OnlineNMFConfig:
             "new_min_pnr": self.new_min_pnr > 0,
             "new_min_space_corr": -1 < self.new_min_space_corr < 1,
             "max_new_per_search": self.max_new_per_search >= 0,
+            "merge_every": self.merge_every >= 0,
+            "merge_min_overlap": 0 < self.merge_min_overlap <= 1,
+            "merge_min_corr": -1 < self.merge_min_corr <= 1,
+            "merge_window_s": self.merge_window_s > 0,
+            "retire_silent_s": self.retire_silent_s >= 0,
+            "retire_min_area_frac": 0 <= self.retire_min_area_frac < 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -90,11 +110,14 @@ class NMFStep:
     """traces: float32 (K,) raw traces of all components after this frame;
     added: int64 (n,) indices of components added at this frame; added_traces:
     float32 (n, L) their traces over the residual buffer (oldest first), from
-    which their kinetics can be estimated."""
+    which their kinetics can be estimated; retired: bool (K,) components merged
+    away or retired (their traces are 0 from the frame they retire on; None:
+    this stepper never retires)."""
 
     traces: np.ndarray
     added: np.ndarray
     added_traces: np.ndarray
+    retired: np.ndarray | None = None
 
 
 class OnlineNMF:
@@ -149,6 +172,9 @@ class OnlineNMF:
         # Noise of the smoothed residual: robust, from temporal first differences.
         diff = np.abs(np.diff(small, axis=0))
         self.noise_small = np.maximum(np.median(diff, axis=0) / (0.6745 * np.sqrt(2)), 1e-6)
+        noise_px = pixel_noise(self.buffer.raw[: min(self.buffer.n_seen, self.buffer.length)])
+        self.curator = Curator(config, fps_hz, self.init_traces, noise_px, self.n_frames)
+        self.merges: list[Action] = []  # every merge and retirement, in order
 
     # ----------------------------------------------------------------- state
     def _rebuild(self) -> None:
@@ -229,10 +255,12 @@ class OnlineNMF:
     def step(self, frame: np.ndarray) -> NMFStep:
         """frame: registered (H, W) -> NMFStep."""
         self._fit_frame(frame)
+        self._curate()
         added, added_traces = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
         if self.n_frames % self.config.search_every == 0 and self.config.max_new_per_search:
             added, added_traces = self._search()
-        return NMFStep(self._c[: self.A.n_components].copy(), added, added_traces)
+        K = self.A.n_components
+        return NMFStep(self._c[:K].copy(), added, added_traces, self.curator.retired.copy())
 
     # -------------------------------------------------------- new components
     def _covered(self) -> np.ndarray:
@@ -241,7 +269,7 @@ class OnlineNMF:
         rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
         peak = np.zeros(csr.shape[0], np.float32)
         np.maximum.at(peak, rows, csr.data)
-        core[csr.indices[csr.data >= 0.3 * peak[rows]]] = True
+        core[csr.indices[(csr.data >= 0.3 * peak[rows]) & (csr.data > 0)]] = True
         return core.reshape(self.shape)
 
     def _search(self) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +287,23 @@ class OnlineNMF:
             return np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
         traces = np.stack([f.trace for f in found])
         return self._add([f.footprint for f in found], traces), traces
+
+    def add_components(self, footprints: np.ndarray, traces: np.ndarray) -> np.ndarray:
+        """Append components found elsewhere (a detector re-run); int64 (n,) their indices.
+
+        footprints: float32 (n, H, W); traces: float32 (n, L) their traces over the
+        residual buffer, oldest first (L = frames it holds), which seed their
+        statistics W and M exactly as for components found by the residual search.
+        """
+        n_held = min(self.buffer.n_seen, self.buffer.length)
+        if footprints.shape[1:] != self.shape or traces.shape != (len(footprints), n_held):
+            raise OnlineNMFConfigError(
+                f"add_components: footprints {footprints.shape} and traces {traces.shape} "
+                f"do not fit frames {self.shape} and a residual buffer of {n_held} frames"
+            )
+        if not len(footprints):
+            return np.zeros(0, np.int64)
+        return self._add(list(footprints), np.asarray(traces, np.float32))
 
     def _add(self, footprints: list[np.ndarray], traces: np.ndarray) -> np.ndarray:
         """Append components whose traces over the residual buffer are ``traces`` (n, L)."""
@@ -283,4 +328,92 @@ class OnlineNMF:
             np.float32
         )
         self._rebuild()
+        self.curator.add(traces, self.n_frames)
+        for k in new:
+            twin = self.curator.twin_of(k, self._G, self._partners(k), self.A.born_frame)
+            if twin is not None:
+                self._merge(twin.keep, twin.gone)
+                self.merges.append(twin)
         return new
+
+    # -------------------------------------------------- merging and retiring
+    def _curate(self) -> None:
+        """This frame's share of the merge / retire checks (``rtcal.nmf.curation``)."""
+        K = self.A.n_components
+        norm = np.sqrt(np.maximum(np.diagonal(self._G)[:K], 1e-12))
+        self.curator.observe(self.n_frames, self._c[:K], SILENT_SD * self.curator.noise_px / norm)
+        for i in self.curator.due(self.n_frames):
+            if self.curator.retired[i]:  # merged away earlier in this frame
+                continue
+            csr = self.A.csr  # a merge replaces it
+            values = csr.data[csr.indptr[i] : csr.indptr[i + 1]]
+            action = self.curator.check(
+                i, self.n_frames, self._G, self._partners(i), self.A.born_frame, values
+            )
+            if action is None:
+                continue
+            if action.kind == "merge":
+                self._merge(action.keep, action.gone)
+            else:
+                self._zero(action.gone)
+                self.curator.retire(action.gone)
+            self.merges.append(action)
+
+    def _partners(self, k: int) -> np.ndarray:
+        """Components whose supports overlap k's (k included)."""
+        ov_ptr, ov_idx = self._ov
+        return ov_idx[ov_ptr[k] : ov_ptr[k + 1]]
+
+    def _merge(self, keep: int, gone: int) -> None:
+        """Merge component ``gone`` into ``keep`` (:func:`merged_footprint`), on the
+        union of their supports: footprint, statistics (W, M), current trace and
+        history become the projection of both onto the merged footprint; ``gone``
+        is zeroed. W off a component's support (never tracked) is taken as the
+        model's value there, (A^T M)_k."""
+        csr, M = self.A.csr, self._M
+        rows = {k: slice(csr.indptr[k], csr.indptr[k + 1]) for k in (keep, gone)}
+        idx = np.union1d(csr.indices[rows[keep]], csr.indices[rows[gone]])
+        model_w = np.asarray(csr[:, idx].T @ M[:, [keep, gone]])  # (p, 2)
+        a, w = {}, {}
+        for j, k in enumerate((keep, gone)):
+            at = np.searchsorted(idx, csr.indices[rows[k]])
+            a[k] = np.zeros(idx.size)
+            a[k][at] = csr.data[rows[k]]
+            w[k] = model_w[:, j].copy()
+            w[k][at] = self._w[rows[k]]
+        weights = self.curator.activity(keep, gone, self.n_frames)
+        merged, alpha, beta = merged_footprint(a[keep], a[gone], *weights)
+        M[keep, :] = alpha * M[keep, :] + beta * M[gone, :]
+        M[:, keep] = alpha * M[:, keep] + beta * M[:, gone]
+        self._c[keep] = alpha * self._c[keep] + beta * self._c[gone]
+        self._zero(gone)
+        self._set_row(keep, idx, merged, alpha * w[keep] + beta * w[gone])
+        self.curator.combine(keep, gone, alpha, beta)
+
+    def _set_row(self, k: int, idx: np.ndarray, values: np.ndarray, w: np.ndarray) -> None:
+        """Give component k the support idx (sorted pixels) with footprint values and
+        statistics w there; everything derived from the structure is rebuilt."""
+        csr = self.A.csr
+        lo, hi = csr.indptr[k], csr.indptr[k + 1]
+        indptr = csr.indptr.copy()
+        indptr[k + 1 :] += idx.size - (hi - lo)
+        data = np.concatenate([csr.data[:lo], values.astype(np.float32), csr.data[hi:]])
+        indices = np.concatenate(
+            [csr.indices[:lo], idx.astype(csr.indices.dtype), csr.indices[hi:]]
+        )
+        self.A.csr = sp.csr_matrix((data, indices, indptr), shape=csr.shape)
+        self.A.csr.has_sorted_indices = True
+        self._w = np.concatenate([self._w[:lo], w, self._w[hi:]])
+        self._rebuild()
+
+    def _zero(self, k: int) -> None:
+        """Take component k out of the fit: zero footprint, statistics and trace."""
+        csr = self.A.csr
+        lo, hi = csr.indptr[k], csr.indptr[k + 1]
+        csr.data[lo:hi] = 0.0
+        self._w[lo:hi] = 0.0
+        self._M[k, :] = 0.0
+        self._M[:, k] = 0.0
+        self._c[k] = 0.0
+        self._G[k, :] = 0.0
+        self._G[:, k] = 0.0

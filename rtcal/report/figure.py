@@ -22,8 +22,8 @@ def save_demo_figure(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2), gridspec_kw={"width_ratios": [1, 1.6, 0.9]})
-    _footprint_panel(axes[0], results.footprints, truth_footprints)
-    _raster_panel(axes[1], results)
+    footprint_panel(axes[0], results.footprints, truth_footprints)
+    raster_panel(axes[1], results)
     _timing_panel(axes[2], results)
     fig.tight_layout()
     path = Path(path)
@@ -32,8 +32,16 @@ def save_demo_figure(
     return path
 
 
-def _footprint_panel(ax, footprints: np.ndarray, truth: np.ndarray | None) -> None:
-    ax.imshow(footprints.max(axis=0) if len(footprints) else np.zeros((2, 2)), cmap="gray")
+def footprint_panel(
+    ax, footprints: np.ndarray, truth: np.ndarray | None, background: np.ndarray | None = None
+) -> None:
+    """Outlines (each footprint binarised at 0.2 x its max, as the evaluation does) of
+    footprints (K, H, W) in red and truth (K_true, H, W) in green, on ``background``
+    (H, W), e.g. the mean image; default: the footprints' maximum."""
+    if background is None:
+        background = footprints.max(axis=0) if len(footprints) else np.zeros((2, 2))
+    lo, hi = np.percentile(background, [1, 99.5])
+    ax.imshow(background, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-9))
     for fp in truth if truth is not None else ():
         ax.contour(fp >= 0.2 * fp.max(), [0.5], colors="lime", linewidths=0.7)
     for fp in footprints:
@@ -45,19 +53,24 @@ def _footprint_panel(ax, footprints: np.ndarray, truth: np.ndarray | None) -> No
     ax.set_axis_off()
 
 
-def _raster_panel(ax, results: Results) -> None:
+def raster_panel(ax, results: Results) -> None:
+    """Denoised traces (K, T), each scaled to its max, against the frames' time in s
+    (frame index / fps: a live run's first frame may not be frame 0)."""
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("component")
+    ax.set_title("denoised traces, each scaled to its max")
     traces = np.nan_to_num(results.traces)
+    if traces.size == 0:
+        return
     scale = np.maximum(traces.max(axis=1, keepdims=True), 1e-9)
+    first, last = results.frame_index[0], results.frame_index[-1] + 1
     ax.imshow(
         traces / scale,
         aspect="auto",
         cmap="magma",
         interpolation="nearest",
-        extent=(0, traces.shape[1] / results.fps_hz, traces.shape[0], 0),
+        extent=(first / results.fps_hz, last / results.fps_hz, traces.shape[0], 0),
     )
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("component")
-    ax.set_title("denoised traces, each scaled to its max")
 
 
 def _timing_panel(ax, results: Results) -> None:

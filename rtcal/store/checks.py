@@ -81,6 +81,35 @@ def check_births(path, born: np.ndarray, old_born: np.ndarray, n_appended: int) 
         )
 
 
+def check_retired(path, retired, old: np.ndarray, born: np.ndarray, n_appended: int) -> np.ndarray:
+    """``set_retired`` input as int64 (K_r,): -1 (alive) or a frame column in
+    [born_frame, n_appended]; a retirement, once set, never changes."""
+    if not isinstance(retired, np.ndarray) or retired.ndim != 1 or retired.dtype.kind not in "iu":
+        raise ResultsWriteError(f"{path}: retired_frame must be a 1-D integer array")
+    retired = retired.astype(np.int64)
+    k = len(born)
+    if len(retired) > k:
+        raise ResultsWriteError(
+            f"{path}: retired_frame has {len(retired)} values but only {k} components"
+        )
+    alive = retired == -1
+    bad = ~alive & ((retired < born[: len(retired)]) | (retired > n_appended))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ResultsWriteError(
+            f"{path}: component {i} retired at frame column {int(retired[i])}, outside "
+            f"[born_frame {int(born[i])}, {n_appended} frames appended] (-1: alive)"
+        )
+    n = min(len(retired), len(old))
+    changed = (old[:n] >= 0) & (retired[:n] != old[:n])
+    if changed.any():
+        i = int(np.flatnonzero(changed)[0])
+        raise ResultsWriteError(
+            f"{path}: component {i} was retired at column {int(old[i])}; a retirement is final"
+        )
+    return retired
+
+
 def check_results_shapes(path, r: Results) -> None:
     """K and T agree across the arrays of a ``Results`` (values are checked per frame)."""
     k, t = r.footprints.shape[0], r.frame_index.shape[0]
@@ -88,6 +117,7 @@ def check_results_shapes(path, r: Results) -> None:
         "traces": (k, t),
         "spikes": (k, t),
         "born_frame": (k,),
+        "retired_frame": (k,),
         "shifts": (t, 2),
         "t_received_ns": (t,),
         "t_done_ns": (t,),

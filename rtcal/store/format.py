@@ -9,6 +9,7 @@ Layout (HDF5, all datasets chunked and resizable along their growing axes)::
                                   height, width, fps_hz, n_frames, + caller attrs
     footprints             float32 (K, H, W)   gzip + shuffle, one chunk per row
     born_frame             int64   (K,)
+    retired_frame          int64   (K,)        -1 while alive (optional: absent in older files)
     traces                 float32 (K, T)      NaN before birth
     spikes                 float32 (K, T)      NaN before birth
     frames/index           int64   (T,)        defines T of an incomplete file
@@ -61,6 +62,7 @@ RESERVED_ATTRS = frozenset(
 
 FOOTPRINTS = "footprints"
 BORN_FRAME = "born_frame"
+RETIRED_FRAME = "retired_frame"
 TRACES = "traces"
 SPIKES = "spikes"
 FRAME_INDEX = "frames/index"
@@ -120,3 +122,5 @@ EVENT_COLUMNS = (
     Column(EVENT_OFFSET, I64, 1),
 )
 ALL_COLUMNS = COMPONENT_COLUMNS + FRAME_COLUMNS + EVENT_COLUMNS
+# Written by every writer, read when present: files from before it read as all -1.
+OPTIONAL_COLUMNS = (Column(RETIRED_FRAME, I64, 1),)

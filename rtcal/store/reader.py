@@ -106,7 +106,18 @@ def _read(path: Path, f: h5py.File) -> Results:
         complete=complete,
         attrs=_user_attrs(f),
         software=_text(f.attrs.get(fmt.ATTR_SOFTWARE, "")),
+        retired_frame=_read_retired(f, k),
     )
+
+
+def _read_retired(f: h5py.File, k: int) -> np.ndarray:
+    """retired_frame (K,); -1 where the file has no value (older files, or an
+    incomplete file whose last flush did not reach it)."""
+    out = np.full(k, -1, np.int64)
+    if fmt.RETIRED_FRAME in f:
+        stored = _head(f[fmt.RETIRED_FRAME], min(k, f[fmt.RETIRED_FRAME].shape[0]))
+        out[: len(stored)] = stored
+    return out
 
 
 def _text(value) -> str:
@@ -157,11 +168,19 @@ def _check_columns(path: Path, f: h5py.File, height: int, width: int) -> None:
         )
     if f[fmt.FRAME_SHIFT].shape[1] != 2:
         raise ResultsFormatError(f"{path}: frames/shift must be (T, 2)")
+    for col in fmt.OPTIONAL_COLUMNS:
+        ds = f.get(col.path)
+        if ds is not None and (
+            not isinstance(ds, h5py.Dataset) or ds.dtype != col.dtype or ds.ndim != col.ndim
+        ):
+            raise ResultsFormatError(f"{path}: {col.path!r} must be {col.dtype} {col.ndim}-D")
 
 
 def _sizes(path: Path, f: h5py.File, complete: bool) -> tuple[int, int, int]:
     """K, T, E: equal across columns in a complete file, else the shortest."""
     ks = {p: f[p].shape[0] for p in (fmt.FOOTPRINTS, fmt.BORN_FRAME, fmt.TRACES, fmt.SPIKES)}
+    if complete and fmt.RETIRED_FRAME in f:
+        ks[fmt.RETIRED_FRAME] = f[fmt.RETIRED_FRAME].shape[0]
     ts = {p: f[p].shape[0] for p in (fmt.FRAME_INDEX, fmt.FRAME_SHIFT, fmt.FRAME_T_RECEIVED)}
     ts[fmt.FRAME_T_DONE] = f[fmt.FRAME_T_DONE].shape[0]
     ts[fmt.TRACES] = f[fmt.TRACES].shape[1]

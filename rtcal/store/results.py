@@ -50,6 +50,9 @@ class Results:
     attrs: the caller's extra root attributes (not the format's own)
     software: the ``software`` attribute of the file read ("rtcal X.Y.Z"); empty
         for a ``Results`` built in memory
+    retired_frame: int64 (K,) column from which each component was retired (merged
+        into another or dead; its values are 0 from there on), -1 while alive;
+        None (the default) means all -1
     """
 
     height: int
@@ -67,6 +70,11 @@ class Results:
     complete: bool = True
     attrs: dict = field(default_factory=dict)
     software: str = ""
+    retired_frame: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.retired_frame is None:
+            object.__setattr__(self, "retired_frame", np.full(self.n_components, -1, np.int64))
 
     @property
     def n_components(self) -> int:

@@ -36,6 +36,7 @@ from rtcal.store.checks import (
     check_changed,
     check_footprints,
     check_results_shapes,
+    check_retired,
     check_settings,
 )
 from rtcal.store.results import Results
@@ -76,6 +77,8 @@ def _create_layout(f: h5py.File, height: int, width: int) -> None:
         shuffle=True,
     )
     _growing(f, cols[fmt.BORN_FRAME], (0,), (fmt.EVENT_CHUNK,))
+    for column in fmt.OPTIONAL_COLUMNS:
+        _growing(f, column, (0,), (fmt.EVENT_CHUNK,))
     for path in (fmt.TRACES, fmt.SPIKES):
         _growing(f, cols[path], (0, 0), fmt.TRACE_CHUNK, fillvalue=np.float32(np.nan))
     for path in (fmt.FRAME_INDEX, fmt.FRAME_T_RECEIVED, fmt.FRAME_T_DONE):
@@ -138,6 +141,8 @@ class ResultsWriter:
         self._events = EventLog()
         self._footprints = FootprintCopy()
         self._born = np.zeros(0, np.int64)
+        self._retired = np.zeros(0, np.int64)
+        self._retired_dirty = False
         self._max_born = -1
         self._n_appended = 0
         self._n_written = 0
@@ -233,8 +238,24 @@ class ResultsWriter:
                 raise ResultsWriteError(f"{self.path}: footprint {row} has NaN or inf")
         self._footprints.update(rows, footprints)
         self._born = born
+        self._retired = np.r_[self._retired, np.full(k - k_old, -1, np.int64)]
         self._max_born = int(born.max()) if k else -1
         self._block.reserve_components(k)
+
+    def set_retired(self, retired_frame: np.ndarray) -> None:
+        """Record retirements: retired_frame integer (K_r,), K_r <= K, for components
+        0..K_r-1: -1 while alive, else the frame column from which the component is
+        retired (merged into another or dead; its values are 0 from there on), in
+        [its born_frame, n_frames_appended]. A retirement, once set, never changes.
+        Written at the next flush.
+        """
+        self._check_open()
+        retired = check_retired(
+            self.path, retired_frame, self._retired, self._born, self._n_appended
+        )
+        if not np.array_equal(retired, self._retired[: len(retired)]):
+            self._retired[: len(retired)] = retired
+            self._retired_dirty = True
 
     # ----------------------------------------------------------------- frames
 
@@ -358,6 +379,11 @@ class ResultsWriter:
             ds[k] = row
         ds.flush()
         self._footprints.mark_written()
+        retired_ds = self._file[fmt.RETIRED_FRAME]
+        if self._retired_dirty or retired_ds.shape[0] != self.n_components:
+            start = 0 if self._retired_dirty else self._k_written
+            _write_at(retired_ds, start, self._retired[start:])
+            self._retired_dirty = False
         _write_at(born_ds, self._k_written, self._born[self._k_written :])
         self._k_written = self.n_components
 
@@ -436,7 +462,10 @@ def write_results(path, results: Results, *, overwrite: bool = True) -> None:
         overwrite=overwrite,
     ) as w:
         w.set_footprints(results.footprints, results.born_frame)
+        retired = results.retired_frame
         for t in range(results.n_frames):
+            if (retired == t).any():  # retirements are set as the frames reach them
+                w.set_retired(np.where((retired >= 0) & (retired <= t), retired, -1))
             w.append_frame(
                 index=int(results.frame_index[t]),
                 traces=results.traces[:, t],
@@ -445,6 +474,8 @@ def write_results(path, results: Results, *, overwrite: bool = True) -> None:
                 t_received_ns=int(results.t_received_ns[t]),
                 t_done_ns=int(results.t_done_ns[t]),
             )
+        if (retired >= 0).any():
+            w.set_retired(retired)
         ev = results.events
         for i in range(len(ev)):
             w.add_event(

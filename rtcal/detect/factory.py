@@ -1,0 +1,39 @@
+"""The one place a detector is chosen by name: "seed" (classical) or "learned" (network).
+
+Heavy imports (torch, the network) happen only when "learned" is asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rtcal.detect.proposal import FootprintProposer
+from rtcal.detect.seed import SeedDetector
+from rtcal.errors import RtcalError
+
+DETECTORS = ("seed", "learned")
+
+
+class DetectorChoiceError(RtcalError, ValueError):
+    """Unknown detector name; the message lists the known ones."""
+
+
+def make_detector(name: str, pipeline_config, *, weights: str | Path | None = None,
+                  runtime: str | None = None, device: str = "cpu",
+                  threads: int | None = None) -> FootprintProposer:
+    """The detector ``name`` set up for ``pipeline_config`` (a PipelineConfig: its
+    seed settings, or its soma radius for the learned detector).
+
+    weights: learned checkpoint (default: the shipped one); runtime: "auto" (None),
+    "eager", "onnx", "compile" or "tensorrt"; device: "cpu" or "cuda"; threads:
+    ONNX Runtime CPU threads. Only "learned" reads them.
+    """
+    if name == "seed":
+        return SeedDetector(pipeline_config.seed)
+    if name == "learned":
+        from rtcal.detect.learned import LearnedDetector, LearnedDetectorConfig
+
+        config = LearnedDetectorConfig(radius_px=pipeline_config.radius_px)
+        return LearnedDetector.from_weights(weights, config, device=device, prefer=runtime,
+                                            threads=threads)
+    raise DetectorChoiceError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")

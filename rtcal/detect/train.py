@@ -1,0 +1,245 @@
+"""Training of the learned detector: the stepper (``Trainer``) and the loop (``run_training``).
+
+One step draws ``batch_size`` fresh simulated windows (``train_data``; the
+seeds are a function of the step, so a run is reproducible and resumable
+without storing data), runs the network, computes ``SetCriterion``'s losses,
+and takes an AdamW step with gradient-norm clipping. The learning rate warms up
+linearly and then follows a cosine to ``final_lr_ratio`` x lr (Loshchilov &
+Hutter 2017); the trace terms ramp in linearly from ``trace_start_step`` over
+``trace_ramp_steps`` (masks are noise at first, and their traces carry no
+useful signal).
+
+``run_training`` is the wiring: progress bar, periodic validation, the
+training state every ``checkpoint_every`` steps (model, optimizer, scheduler,
+torch RNG, step, history: a resumed run continues exactly), the curve as CSV
+and PNG, and at the end the detector weights alone (``model.save_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtcal.detect.losses import LOSS_MODES, SetCriterion
+from rtcal.detect.matcher import build_matcher
+from rtcal.detect.model import build_detector, save_checkpoint
+from rtcal.detect.presets import TrainPreset
+from rtcal.detect.train_data import collate, make_sample, validation_seeds
+from rtcal.detect.train_log import save_curve, write_csv
+from rtcal.detect.validate import ValidationScores, validate
+from rtcal.detect.window_source import WindowSource
+from rtcal.errors import RtcalError
+
+STATE_FORMAT = "rtcal-detector-train-state/1"
+
+
+class TrainError(RtcalError):
+    """Training cannot start or resume as asked; the message says why."""
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, final_ratio: float) -> float:
+    """Learning-rate multiplier of step ``step`` (0-based): linear warm-up, then cosine."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def trace_scale(step: int, start: int, ramp: int) -> float:
+    """Weight multiplier of the trace terms: 0 before ``start``, 1 after ``start + ramp``."""
+    if ramp <= 0:
+        return float(step >= start)
+    return float(np.clip((step - start) / ramp, 0.0, 1.0))
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices and kernels only, not on biases, norms and scales."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    other = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": other, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """Model, optimizer, schedule, criterion and data of one run; ``train_step`` advances it.
+
+    workers: processes simulating windows ahead of the training (0: in this one).
+    """
+
+    def __init__(self, preset: TrainPreset, device: str | torch.device = "cpu",
+                 loss_mode: str | None = None, total_steps: int | None = None,
+                 workers: int = 0) -> None:
+        self.preset, self.device = preset, torch.device(device)
+        self.loss_mode = loss_mode or preset.loss_mode
+        if self.loss_mode not in LOSS_MODES:
+            raise TrainError(f"loss mode {self.loss_mode!r}: must be one of {LOSS_MODES}")
+        self.total_steps = int(total_steps or preset.steps)
+        if self.total_steps < 1:
+            raise TrainError(f"steps={self.total_steps}: must be >= 1")
+        torch.manual_seed(preset.seed)
+        self.model = build_detector(preset.net).to(self.device)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, preset.weight_decay),
+                                           lr=preset.lr, betas=(0.9, 0.999))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: self._lr_factor(step))  # a function: not pickled
+        self.criterion = SetCriterion(build_matcher(preset.match), preset.loss,
+                                      self.loss_mode, preset.trace)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.val_history: list[dict[str, float]] = []
+        self._val_samples = None
+        self.windows = WindowSource(preset.data, preset.seed, preset.batch_size,
+                                    preset.views_per_window, workers)
+
+    def close(self) -> None:
+        """Release the data workers."""
+        self.windows.close()
+
+    def _lr_factor(self, step: int) -> float:
+        p = self.preset
+        return lr_factor(step, p.warmup_steps, self.total_steps, p.final_lr_ratio)
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step on fresh windows; returns its log row."""
+        p, start = self.preset, time.perf_counter()
+        batch = collate(self.windows.samples(self.step), self.device)
+        t_data = time.perf_counter() - start
+        self.model.train()
+        outputs = self.model(batch.inputs)
+        scale = trace_scale(self.step, p.trace_start_step, p.trace_ramp_steps)
+        terms = self.criterion(outputs, batch.centre, batch.targets, trace_scale=scale)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        corr = terms.trace_corr
+        row = {"step": self.step, "lr": lr, **terms.as_floats(),
+               "trace_corr": float(corr.median()) if corr.numel() else float("nan"),
+               "grad_norm": float(grad_norm), "data_s": t_data,
+               "seconds": time.perf_counter() - start}
+        self.history.append(row)
+        return row
+
+    def validate(self) -> ValidationScores:
+        """Scores on the held-out windows (built once, full-resolution trace frames)."""
+        p = self.preset
+        if self._val_samples is None:
+            from dataclasses import replace
+
+            data = replace(p.data, trace_downsample=1)
+            self._val_samples = [make_sample(data, s) for s in validation_seeds(p.val_windows)]
+        scores = validate(self.model, self._val_samples, self.device,
+                          background_sigma_px=p.trace.background_sigma_px)
+        self.val_history.append({"step": self.step, **asdict(scores)})
+        return scores
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs (plain types and tensors: loads with weights_only)."""
+        return {
+            "format": STATE_FORMAT, "preset": self.preset.name, "loss_mode": self.loss_mode,
+            "total_steps": self.total_steps, "step": self.step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+            "history": self.history, "val_history": self.val_history,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the run ``state`` came from (same preset and loss mode)."""
+        if state.get("format") != STATE_FORMAT:
+            raise TrainError(f"not a training state ({state.get('format')!r})")
+        for key, mine in (("preset", self.preset.name), ("loss_mode", self.loss_mode)):
+            if state[key] != mine:
+                raise TrainError(f"the checkpoint was trained with {key}={state[key]!r}, "
+                                 f"this run uses {mine!r}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        self.val_history = list(state["val_history"])
+
+    def save_state(self, path: str | Path) -> None:
+        """Write the training state atomically (a crash never leaves half a file)."""
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def resume(self, path: str | Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except (OSError, RuntimeError) as err:
+            raise TrainError(f"cannot read training state {path}: {err}") from err
+        self.load_state_dict(state)
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Files a run writes into its output directory."""
+
+    state: Path
+    weights: Path
+    curve_csv: Path
+    val_csv: Path
+    curve_png: Path
+
+    @staticmethod
+    def under(out_dir: str | Path) -> TrainPaths:
+        out = Path(out_dir)
+        return TrainPaths(out / "state.pt", out / "detector.pt", out / "curve.csv",
+                          out / "validation.csv", out / "curve.png")
+
+
+def write_record(trainer: Trainer, paths: TrainPaths, plot: bool = True) -> None:
+    """State, CSVs and (optionally) the plot of the run so far."""
+    trainer.save_state(paths.state)
+    write_csv(trainer.history, paths.curve_csv)
+    write_csv(trainer.val_history, paths.val_csv)
+    if plot:
+        title = f"rtcal detector, preset {trainer.preset.name}, loss {trainer.loss_mode}"
+        save_curve(trainer.history, trainer.val_history, paths.curve_png, title)
+
+
+def run_training(trainer: Trainer, out_dir: str | Path, progress: bool = True,
+                 plot: bool = True) -> TrainPaths:
+    """Train to ``trainer.total_steps`` with checkpoints and validation; returns the paths."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    p, paths = trainer.preset, TrainPaths.under(out_dir)
+    paths.state.parent.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("train", total=trainer.total_steps, completed=trainer.step, info="")
+        val = ""
+        while trainer.step < trainer.total_steps:
+            row = trainer.train_step()
+            done = trainer.step == trainer.total_steps
+            if p.val_every and (trainer.step % p.val_every == 0 or done):
+                s = trainer.validate()
+                val = f" | val F1 {s.f1:.3f} r {s.median_trace_corr:.3f}"
+            if trainer.step % p.checkpoint_every == 0 or done:
+                write_record(trainer, paths, plot)
+            info = (f"loss {row['total']:.3f} trace r {row['trace_corr']:.2f} "
+                    f"{row['seconds']:.2f} s/step{val}")
+            bar.update(task, completed=trainer.step, info=info)
+    extra = {"preset": p.name, "loss_mode": trainer.loss_mode, "steps": trainer.step,
+             "validation": trainer.val_history[-1] if trainer.val_history else {}}
+    save_checkpoint(paths.weights, trainer.model, extra)
+    return paths

@@ -1,0 +1,365 @@
+"""End-to-end latency of the live engine on loopback: ``rtcal bench latency``.
+
+The engine runs as its own process (``rtcal serve``), as on a rig. This process
+plays the microscope (a simulated movie sent at the frame rate, each frame
+stamped with ``time.time_ns()`` as it is sent) and the subscriber (a thread that
+stamps each result and event as it arrives). Latency = arrival - sent, per
+frame, after the engine's warm-up (initialisation and its backlog). Per-stage
+times come from each result's header: transport in (engine arrival - sent),
+queue (waiting in the ring), motion, nmf, deconv, trigger, publish (result
+ready -> published) and transport out (published -> arrival).
+
+The rate search sends ``trial_s`` seconds at each rate (x1.5 up from the start
+rate until one fails, then bisection); a rate is sustained when the engine
+drops nothing, every result arrives, and latency does not build up (the worst
+latency in the trial's second half stays under 10 frame periods + 5 ms).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rtcal.client import ControlClient, FrameSender, ResultsSubscriber
+from rtcal.engine.latency import percentiles_ms
+from rtcal.errors import RtcalError
+from rtcal.net import Event, FrameResult
+from rtcal.net.results import STAGES
+
+
+class BenchError(RtcalError):
+    pass
+
+
+@dataclass(frozen=True)
+class LatencyBenchConfig:
+    """height, width, n_neurons: the simulated movie; fps_hz: send rate of the main
+    measurement; duration_s: its length after warm-up; init_frames,
+    detect_every_frames, radius_px: the engine's settings; search: also search the
+    highest sustained rate (trials of trial_s from fps_hz up to search_max_hz);
+    rules: trigger rules given to the engine (an event per frame that fires)."""
+
+    height: int = 256
+    width: int = 256
+    n_neurons: int = 60
+    fps_hz: float = 30.0
+    duration_s: float = 20.0
+    init_frames: int = 300
+    detect_every_frames: int = 1000
+    radius_px: float = 6.0
+    movie_frames: int = 600
+    search: bool = False
+    trial_s: float = 3.0
+    search_max_hz: float = 5000.0
+    seed: int = 0
+    config_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.fps_hz <= 0 or self.duration_s <= 0 or self.trial_s <= 0:
+            raise BenchError("fps_hz, duration_s and trial_s must be positive")
+        if self.movie_frames < self.init_frames:
+            raise BenchError("movie_frames must cover init_frames")
+
+
+class _Collector(threading.Thread):
+    """Receives results and events, stamping each with its arrival time."""
+
+    def __init__(self, results: str, events: str) -> None:
+        super().__init__(name="bench-subscriber", daemon=True)
+        self.sub = ResultsSubscriber(results, events)
+        self.frames: dict[int, tuple[FrameResult, int]] = {}
+        self.events: list[tuple[Event, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            msg = self.sub.recv(timeout_ms=100)
+            t = time.time_ns()
+            if isinstance(msg, FrameResult):
+                self.frames[msg.sequence] = (msg, t)
+            elif isinstance(msg, Event):
+                self.events.append((msg, t))
+        self.sub.close()
+
+
+def _start_engine(cfg: LatencyBenchConfig) -> tuple[subprocess.Popen, dict]:
+    any_port = "tcp://127.0.0.1:*"
+    cmd = [
+        sys.executable,
+        "-m",
+        "rtcal",
+        "serve",
+        "--quiet",
+        "--fps",
+        str(cfg.fps_hz),
+        "--radius",
+        str(cfg.radius_px),
+        "--init-frames",
+        str(cfg.init_frames),
+        "--detect-every",
+        str(cfg.detect_every_frames),
+        "--drop-policy",
+        "oldest",
+    ]
+    cmd += [a for n in ("frames", "results", "events", "control") for a in (f"--{n}", any_port)]
+    config_path = cfg.config_path or _default_config()
+    cmd += ["--config", config_path]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    if not cfg.config_path:
+        os.unlink(config_path)  # read by now
+    if "listening:" not in line:
+        proc.kill()
+        raise BenchError(f"rtcal serve did not start: {line}{proc.stderr.read()}")
+    return proc, dict(p.split() for p in line.split("listening:")[1].split(","))
+
+
+# With no config given, one rule that fires now and then, so that event latency
+# is measured too (components 0-2 exist after any initialisation worth timing).
+BENCH_RULE = """[[triggers]]
+name = "bench"
+kind = "threshold"
+neurons = [0, 1, 2]
+threshold = 0.2
+"""
+
+
+def _default_config() -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(BENCH_RULE)
+    return f.name
+
+
+def _send(sender: FrameSender, movie: np.ndarray, start: int, n: int, fps_hz: float) -> range:
+    """Send n frames at fps_hz, sequence numbers from ``start``; returns them."""
+    period = 1.0 / fps_hz
+    t0 = time.perf_counter()
+    for i in range(n):
+        delay = t0 + i * period - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sender.sequence = start + i
+        sender.send(movie[(start + i) % len(movie)])
+    return range(start, start + n)
+
+
+def _wait(pred, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _phase(col: _Collector, seqs: range, dropped: int) -> dict:
+    """Latency and stage figures of the frames ``seqs`` (ms)."""
+    got = [col.frames[s] for s in seqs if s in col.frames]
+    steady = [(r, t) for r, t in got if not r.warmup]
+    lat = np.array([t - r.t_sent_ns for r, t in steady], np.int64)
+    warm = np.array([t - r.t_sent_ns for r, t in got if r.warmup], np.int64)
+    stages = {"transport_in": [r.t_received_ns - r.t_sent_ns for r, _ in steady]}
+    for i, name in enumerate(STAGES):
+        stages[name] = [r.stage_ns[i] for r, _ in steady]
+    stages["publish"] = [r.t_published_ns - r.t_done_ns for r, _ in steady]
+    stages["transport_out"] = [t - r.t_published_ns for r, t in steady]
+    ev = [t - e.t_sent_ns for e, t in col.events if e.sequence in seqs]
+    first, last = seqs[0], seqs[-1]
+    return {
+        "n_sent": len(seqs),
+        "n_results": len(got),
+        "n_warmup": len(got) - len(steady),
+        "lost": len(seqs) - len(got),
+        "dropped": dropped,
+        "latency": percentiles_ms(lat),
+        "warmup_latency": percentiles_ms(warm),
+        "events": percentiles_ms(np.array(ev, np.int64)),
+        "stages_ms": {k: percentiles_ms(np.array(v, np.int64)) for k, v in stages.items()},
+        "frames": [first, last],
+        "latency_ms_values": (lat / 1e6).tolist(),
+    }
+
+
+def _sustained(phase: dict, fps_hz: float) -> bool:
+    if phase["dropped"] or phase["lost"] or phase["n_warmup"]:
+        return False
+    lat = np.array(phase["latency_ms_values"])
+    half = lat[len(lat) // 2 :]
+    return bool(half.size and half.max() <= 10_000.0 / fps_hz + 5.0)
+
+
+class _Session:
+    """One engine process, its control client, a sender and a collector."""
+
+    def __init__(self, cfg: LatencyBenchConfig, movie: np.ndarray) -> None:
+        self.cfg, self.movie = cfg, movie
+        self.proc, self.endpoints = _start_engine(cfg)
+        self.control = ControlClient(self.endpoints["control"], timeout_ms=10_000)
+        self.col = _Collector(self.endpoints["results"], self.endpoints["events"])
+        self.col.start()
+        time.sleep(0.3)
+        self.sender = FrameSender(self.endpoints["frames"], timeout_ms=-1, hwm=100_000)
+        if not self.sender.wait_ready(10):
+            raise BenchError("the engine does not take frames")
+        self.next_seq = 0
+
+    def dropped(self) -> int:
+        return self.control.counters()["dropped"]
+
+    def run_phase(self, fps_hz: float, n: int) -> dict:
+        d0 = self.dropped()
+        seqs = _send(self.sender, self.movie, self.next_seq, n, fps_hz)
+        self.next_seq += n
+        _wait(lambda: seqs[-1] in self.col.frames, 5.0 + n / fps_hz)
+        time.sleep(0.2)
+        phase = _phase(self.col, seqs, self.dropped() - d0)
+        _wait(self._drained, 60)  # the next phase starts with an empty engine
+        return phase
+
+    def _drained(self) -> bool:
+        c = self.control.counters()
+        return c["processed"] + c["dropped"] + c["skipped_bad_frames"] >= self.next_seq
+
+    def warm_up(self) -> float:
+        """Send frames at the bench rate until the engine is initialised and caught up."""
+        t0 = time.monotonic()
+        fps = self.cfg.fps_hz
+        while self.control.status()["state"] != "running":
+            _send(self.sender, self.movie, self.next_seq, max(1, int(fps / 2)), fps)
+            self.next_seq += max(1, int(fps / 2))
+            if time.monotonic() - t0 > 600:
+                raise BenchError("the engine did not finish initialising in 10 minutes")
+        return time.monotonic() - t0
+
+    def close(self) -> dict:
+        status = self.control.status()
+        self.control.stop()
+        self.proc.wait(60)
+        self.col.stop.set()
+        self.col.join(2)
+        self.sender.close(linger_ms=0)
+        self.control.close()
+        return status
+
+
+def simulated_movie(cfg: LatencyBenchConfig) -> np.ndarray:
+    from rtcal.sim import Simulation, make_config
+
+    sim = make_config(
+        "2p",
+        height=cfg.height,
+        width=cfg.width,
+        n_neurons=cfg.n_neurons,
+        n_frames=cfg.movie_frames,
+        fps_hz=cfg.fps_hz,
+        seed=cfg.seed,
+    )
+    return np.concatenate([c.images for c in Simulation(sim).chunks()])
+
+
+def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
+    """Run the benchmark; returns the report (JSON-serialisable)."""
+    movie = simulated_movie(cfg)
+    log(f"movie {cfg.height}x{cfg.width}, {cfg.n_neurons} neurons, {len(movie)} frames (looped)")
+    session = _Session(cfg, movie)
+    try:
+        warm_s = session.warm_up()
+        warm = _phase(session.col, range(0, session.next_seq), 0)
+        log(f"warm-up {warm_s:.1f} s ({session.next_seq} frames)")
+        main = session.run_phase(cfg.fps_hz, int(cfg.duration_s * cfg.fps_hz))
+        lat = main["latency"]
+        log(
+            f"{cfg.fps_hz:g} Hz: p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "
+            f"p99.9 {lat['p999_ms']:.2f} ms, max {lat['max_ms']:.2f} ms, "
+            f"{main['dropped']} dropped, {main['lost']} lost"
+        )
+        search = _search(session, cfg, log) if cfg.search else None
+        status = session.close()
+    except BaseException:
+        session.proc.kill()
+        raise
+    return {
+        "config": asdict(cfg),
+        "warmup": {
+            "seconds": warm_s,
+            "frames": session.next_seq,
+            "latency": warm["warmup_latency"],
+            "init_seconds": status["init_seconds"],
+        },
+        "main": main,
+        "search": search,
+        "engine": {k: status[k] for k in ("counters", "n_components", "redetect", "latency_ms")},
+    }
+
+
+def _search(session: _Session, cfg: LatencyBenchConfig, log) -> dict:
+    trials = []
+
+    def trial(rate: float) -> bool:
+        phase = session.run_phase(rate, max(10, int(cfg.trial_s * rate)))
+        ok = _sustained(phase, rate)
+        trials.append(
+            {
+                "fps_hz": rate,
+                "sustained": ok,
+                "dropped": phase["dropped"],
+                "lost": phase["lost"],
+                "latency": phase["latency"],
+            }
+        )
+        log(
+            f"  {rate:8.1f} Hz: {'ok' if ok else 'no'} (p99 {phase['latency']['p99_ms']:.2f} ms, "
+            f"{phase['dropped']} dropped)"
+        )
+        return ok
+
+    good, bad = 0.0, None
+    rate = cfg.fps_hz
+    while rate <= cfg.search_max_hz:
+        if not trial(rate):
+            bad = rate
+            break
+        good, rate = rate, rate * 1.5
+    if bad is not None and good:
+        for _ in range(3):
+            mid = (good + bad) / 2
+            good, bad = (mid, bad) if trial(mid) else (good, mid)
+    return {"max_sustained_hz": good, "trials": trials}
+
+
+def plot_histogram(report: dict, path: str) -> None:
+    """Latency histogram of the main measurement (matplotlib, imported here)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat = np.array(report["main"]["latency_ms_values"])
+    cfg = report["config"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if lat.size:
+        ax.hist(lat, bins=np.logspace(np.log10(max(lat.min(), 1e-2)), np.log10(lat.max()), 60))
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        for q, style in ((50, "-"), (99, "--"), (99.9, ":")):
+            ax.axvline(np.percentile(lat, q), color="k", linestyle=style, label=f"p{q:g}")
+        ax.legend()
+    ax.set_xlabel("end-to-end latency (ms): sender's timestamp to result received")
+    ax.set_ylabel("frames")
+    ax.set_title(
+        f"{cfg['height']}x{cfg['width']}, {cfg['n_neurons']} neurons, "
+        f"{cfg['fps_hz']:g} Hz, {lat.size} frames"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

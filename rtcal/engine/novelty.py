@@ -1,0 +1,49 @@
+"""Which detector proposals are new components: Hungarian matching on IoU.
+
+Footprints are binarised at 0.2 x their maximum (the evaluation convention,
+``rtcal.metrics.matching``); proposals are paired with existing components by
+the Hungarian algorithm on IoU, and a proposal is new when its IoU with every
+existing component is below ``min_iou`` (0.5). Pure arrays in, arrays out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from rtcal.metrics.matching import MAIN, binarise, iou_pairs, match_masks
+
+
+@dataclass(frozen=True)
+class Novelty:
+    """new: bool (n,) proposals to add; matched_proposal, matched_component: int64
+    (M,) the Hungarian pairs with IoU >= min_iou; best_iou: float64 (n,) each
+    proposal's largest IoU with any existing component (0 if none overlaps)."""
+
+    new: np.ndarray
+    matched_proposal: np.ndarray
+    matched_component: np.ndarray
+    best_iou: np.ndarray
+
+
+def find_new(
+    proposals: np.ndarray, existing: sp.csr_matrix | sp.csr_array, min_iou: float = 0.5
+) -> Novelty:
+    """proposals: float (n, H, W); existing: sparse (K, H*W) current footprints."""
+    n = proposals.shape[0]
+    prop = binarise(sp.csr_array(proposals.reshape(n, -1)))
+    have = binarise(sp.csr_array(existing))
+    width = proposals.shape[2] if proposals.ndim == 3 else 1
+    matching = match_masks(prop, have, width, MAIN)
+    iou = iou_pairs(prop, have)
+    best = np.zeros(n)
+    np.maximum.at(best, iou.row, iou.data)
+    good = matching.iou >= min_iou
+    return Novelty(
+        new=best < min_iou,
+        matched_proposal=matching.est_index[good],
+        matched_component=matching.true_index[good],
+        best_iou=best,
+    )

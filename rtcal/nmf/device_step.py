@@ -1,0 +1,296 @@
+"""The online NMF stepper on a backend: OnlineNMF.step with all state on the device.
+
+Built from an initialised :class:`rtcal.nmf.online.OnlineNMF` (footprints,
+baseline, background basis, statistics W and M, Gram matrix, traces, residual
+buffer), :class:`DeviceNMF` continues it frame by frame with the same maths
+(see the module docstring of :mod:`rtcal.nmf.online`), on the backend's arrays:
+
+1. y = frame - baseline; b = [A y, B y]                (xp_footprints, xp_background)
+2. traces and background weights by level-scheduled HALS   (xp_hals)
+3. W, M updated; ``refine_per_frame`` footprints refined, round robin (xp_shapes)
+4. residual y - B^T f - A^T c and its smoothed copy into the device ring buffer
+   (xp_residual)
+
+Per frame, the only transfers are the frame up and the (K,) traces down (and,
+with the fused kernels, the few refinement indices up). Every ``search_every``
+frames the new-component search runs on the host, as in OnlineNMF, on what it
+needs of the residual buffer (its temporal maximum, then candidate patches),
+and footprints are synced to the host. Adding components rebuilds the device
+structures from the host FootprintSet (milliseconds, on the frames that add).
+
+``fused`` (CuPy only) swaps the trace HALS, the refinement block and the two
+sparse products for the single-launch kernels of :mod:`rtcal.backend.cuda`;
+``use_graph`` then captures steps 1-4 as one CUDA graph after a first eager
+frame (and again after each change of the component set). Only the 2p
+low-rank background is ported; the 1p ring model stays on the CPU path.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import scipy.sparse as sp
+
+from rtcal.backend import Backend, cuda
+from rtcal.errors import RtcalError
+from rtcal.nmf.online import NMFStep, OnlineNMF
+from rtcal.nmf.residual import find_candidates
+from rtcal.nmf.xp_background import project_basis, subtract_basis
+from rtcal.nmf.xp_footprints import device_footprints
+from rtcal.nmf.xp_hals import device_schedule, hals_levels, hals_schedule
+from rtcal.nmf.xp_residual import DeviceResidualBuffer, bin_and_smooth
+from rtcal.nmf.xp_shapes import refine_block, update_stats
+
+MIN_MKK = 1e-3  # as OnlineNMF._refine: components this inactive keep their footprint
+
+
+class DeviceNMFError(RtcalError):
+    """An OnlineNMF setting or option the device stepper does not support."""
+
+
+def gram_with_background(csr: sp.csr_matrix, B: np.ndarray) -> np.ndarray:
+    """[A A^T, A B^T; B A^T, B B^T] float64 (K + nb, K + nb), computed as OnlineNMF does
+    (A A^T and A B^T in float32, then widened)."""
+    K, nb = csr.shape[0], B.shape[0]
+    G = np.zeros((K + nb, K + nb))
+    G[:K, :K] = (csr @ csr.T).toarray().astype(np.float64)
+    AB = (csr @ B.T).astype(np.float64)
+    G[:K, K:] = AB
+    G[K:, :K] = AB.T
+    G[K:, K:] = B.astype(np.float64) @ B.T
+    return G
+
+
+def covered_core(csr: sp.csr_matrix, shape: tuple[int, int]) -> np.ndarray:
+    """bool (H, W): pixels where some footprint is >= 0.3 x its maximum (OnlineNMF's rule
+    for where a new component may not start)."""
+    core = np.zeros(csr.shape[1], bool)
+    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+    peak = np.zeros(csr.shape[0], np.float32)
+    np.maximum.at(peak, rows, csr.data)
+    core[csr.indices[csr.data >= 0.3 * peak[rows]]] = True
+    return core.reshape(shape)
+
+
+class DeviceNMF:
+    """Continues ``nmf`` on ``backend``; ``step(frame) -> NMFStep`` as OnlineNMF.step.
+
+    nmf is left untouched (its footprints are copied). fused: use the CUDA kernels
+    (default: on a device backend); use_graph: replay each frame's work as a CUDA graph
+    (needs fused).
+    """
+
+    def __init__(
+        self,
+        nmf: OnlineNMF,
+        backend: Backend,
+        *,
+        fused: bool | None = None,
+        use_graph: bool = False,
+    ) -> None:
+        if nmf.ring is not None:
+            raise DeviceNMFError(
+                "the ring background (1p mode) is not ported to the device; "
+                "run --mode 1p with --backend cpu"
+            )
+        fused = backend.on_device if fused is None else fused
+        if fused and not backend.on_device:
+            raise DeviceNMFError("fused kernels exist only for the 'cuda' backend")
+        if use_graph and not fused:
+            raise DeviceNMFError("CUDA graphs need the fused kernels (fused=True)")
+        self.config = nmf.config
+        self.backend = backend
+        self.fused = fused
+        self.use_graph = use_graph
+        self.shape = nmf.shape
+        self.baseline = nmf.baseline
+        self.B = nmf.B
+        self.noise_small = nmf.noise_small
+        self.init_traces = nmf.init_traces
+        self.n_frames = nmf.n_frames
+        self._next_refine = nmf._next_refine
+        self._host = copy.deepcopy(nmf.A)  # synced from the device when read
+        up = backend.asarray
+        self._baseline = up(np.asarray(nmf.baseline, np.float32))
+        self._B = up(nmf.B.astype(np.float32))
+        self._B64 = up(nmf.B.astype(np.float64))
+        self.buffer = DeviceResidualBuffer.from_host(nmf.buffer, backend)
+        self._load(nmf._c, nmf._w, nmf._M, nmf._G)
+
+    # ----------------------------------------------------------------- state
+    def _load(self, c, w, M, G) -> None:
+        """(Re)build the device state for the host FootprintSet's current structure."""
+        be, xp = self.backend, self.backend.xp
+        K, nb = self._host.n_components, self.B.shape[0]
+        H, W = self.shape
+        self._fp = device_footprints(self._host.csr, be)
+        schedule = hals_schedule(self._fp.ov_ptr_host, self._fp.ov_idx_host, nb)
+        self._schedule = device_schedule(schedule, be)
+        self._c = be.asarray(c, xp.float32).copy()
+        self._w = be.asarray(w, xp.float64).copy()
+        self._M = be.asarray(M, xp.float64).copy()
+        self._G = be.asarray(G, xp.float64).copy()
+        nonneg = np.r_[np.ones(K, bool), np.zeros(nb, bool)]
+        self._nonneg = be.asarray(nonneg)
+        self._nonneg_u8 = be.asarray(nonneg.astype(np.uint8))
+        # Static buffers: every frame writes into these in place (what a graph replays).
+        self._y = xp.zeros(H * W, xp.float32)
+        self._b = xp.zeros(K + nb, xp.float64)
+        self._c64 = xp.zeros(K + nb, xp.float64)
+        self._proj = xp.zeros(K, xp.float32)
+        self._image = xp.zeros(H * W, xp.float32)
+        self._residual = xp.zeros(H * W, xp.float32)
+        self._small = xp.zeros((H // 2, W // 2), xp.float32)
+        self._n_refine = min(self.config.refine_per_frame, K)
+        self._order = xp.zeros(self._n_refine, xp.int32)
+        self._graph = None
+        self._warm = False
+
+    @property
+    def n_components(self) -> int:
+        return self._host.n_components
+
+    @property
+    def A(self):
+        """The host FootprintSet, with the device's refined footprint values."""
+        self._sync_host()
+        return self._host
+
+    def _sync_host(self) -> None:
+        self._host.csr.data[:] = self.backend.to_host(self._fp.data)
+
+    def resting_level(self, index: np.ndarray) -> np.ndarray:
+        """As OnlineNMF.resting_level: (a_k . baseline) / (a_k . a_k), float64 (n,)."""
+        index = np.asarray(index, np.int64)
+        rows = self.A.csr[index]
+        norm = np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
+        return (rows @ self.baseline) / np.maximum(norm, 1e-12)
+
+    # ------------------------------------------------------------- per frame
+    def _next_order(self) -> np.ndarray:
+        """The round-robin block of components to refine at this frame (host int64)."""
+        K, n = self.n_components, self._n_refine
+        if K == 0 or n == 0:
+            return np.zeros(0, np.int64)
+        order = (self._next_refine + np.arange(n)) % K
+        self._next_refine = int((order[-1] + 1) % K)
+        return order
+
+    def _fit(self, order) -> None:
+        """Steps 1-4 on the static buffers (self._y in; c, W, M, A, G, residual out).
+
+        order: host indices of the refinement block (generic kernels); the fused
+        kernel reads self._order instead, so that a captured graph stays valid.
+        """
+        K, H, W = self.n_components, *self.shape
+        fp, cfg = self._fp, self.config
+        if self.fused:
+            cuda.csr_matvec(fp.indptr, fp.indices, fp.data, self._y, self._proj, long_rows=True)
+            self._b[:K] = self._proj
+        elif K:  # (a sparse product with no rows is not always allowed on the device)
+            self._b[:K] = fp.csr @ self._y
+        self._b[K:] = project_basis(self._B, self._y)
+        if self.fused:
+            self._c64[...] = self._c
+            cuda.hals_levels_fused(
+                self._G, self._b, self._c64, self._nonneg_u8, self._schedule, cfg.n_sweeps
+            )
+            self._c[...] = self._c64
+        else:
+            self._c[...] = hals_levels(
+                self._G, self._b, self._c, self._nonneg, self._schedule.levels, cfg.n_sweeps
+            )
+        c = self._c[:K]
+        update_stats(fp, self._w, self._M, self._y, c, cfg.forget)
+        if self.fused:
+            cuda.refine_block_fused(
+                fp, self._w, self._M, self._G, self._B64, self._order, self._n_refine, MIN_MKK
+            )
+            cuda.csr_matvec(
+                fp.at_indptr, fp.at_indices, fp.at_data, c, self._image, long_rows=False
+            )
+        else:
+            refine_block(fp, self._w, self._M, self._G, self._B64, order, MIN_MKK)
+            self._image[...] = fp.csr_t @ c if K else 0.0
+        self._residual[...] = subtract_basis(self._y, self._B, self._c[K:]) - self._image
+        bin_and_smooth(self._residual.reshape(H, W), out=self._small)
+
+    def step(self, frame) -> NMFStep:
+        """frame: registered (H, W), host or backend array -> NMFStep (host arrays)."""
+        be = self.backend
+        y = be.asarray(frame).reshape(-1)
+        self._y[...] = y.astype(be.xp.float32, copy=False) - self._baseline
+        order = self._next_order()
+        if self.fused and len(order):
+            self._order[...] = be.asarray(order.astype(np.int32))
+        if self.use_graph and self._warm and self._graph is None:
+            self._graph = cuda.CapturedGraph(lambda: self._fit(None))
+        if self._graph is not None:
+            self._graph.launch()
+        else:
+            self._fit(order)
+            self._warm = True  # kernels compiled: the next frame may be captured
+        self.buffer.push(self._residual, self._small)
+        self.n_frames += 1
+        added, added_traces = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
+        if self.n_frames % self.config.search_every == 0 and self.config.max_new_per_search:
+            added, added_traces = self._search()
+        return NMFStep(be.to_host(self._c[: self.n_components]).copy(), added, added_traces)
+
+    # -------------------------------------------------------- new components
+    def _search(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        view = self.buffer.view()
+        found = find_candidates(
+            view,
+            self.noise_small,
+            covered_core(self.A.csr, self.shape),
+            radius_px=c.radius_px,
+            min_pnr=c.new_min_pnr,
+            min_space_corr=c.new_min_space_corr,
+            max_new=c.max_new_per_search,
+        )
+        if not found:
+            return np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
+        traces = np.stack([f.trace for f in found])
+        return self._add([f.footprint for f in found], traces), traces
+
+    def add_components(self, footprints: np.ndarray, traces: np.ndarray) -> np.ndarray:
+        """As OnlineNMF.add_components: footprints float32 (n, H, W) found elsewhere,
+        traces float32 (n, L) over the residual buffer -> int64 (n,) their indices."""
+        n_held = min(self.buffer.n_seen, self.buffer.length)
+        if footprints.shape[1:] != self.shape or traces.shape != (len(footprints), n_held):
+            raise DeviceNMFError(
+                f"add_components: footprints {footprints.shape} and traces {traces.shape} "
+                f"do not fit frames {self.shape} and a residual buffer of {n_held} frames"
+            )
+        if not len(footprints):
+            return np.zeros(0, np.int64)
+        return self._add(list(footprints), np.asarray(traces, np.float32))
+
+    def _add(self, footprints: list[np.ndarray], traces: np.ndarray) -> np.ndarray:
+        """Append components whose traces over the residual buffer are ``traces`` (n, L);
+        their statistics from the buffer, as OnlineNMF._add."""
+        be, xp = self.backend, self.backend.xp
+        self._sync_host()  # the host set is stacked with the new rows
+        K_old = self.n_components
+        new = self._host.add(
+            np.stack(footprints), born_frame=self.n_frames, margin_px=self.config.support_margin_px
+        )
+        n = len(new)
+        csr = self._host.csr
+        w_new = [
+            self.buffer.pixels(csr.indices[csr.indptr[k] : csr.indptr[k + 1]]).T
+            @ traces[i].astype(np.float64)
+            for i, k in enumerate(new)
+        ]
+        w = xp.concatenate([self._w, be.asarray(np.concatenate(w_new))])
+        M = xp.zeros((K_old + n, K_old + n))
+        M[:K_old, :K_old] = self._M
+        M[K_old:, K_old:] = be.asarray(traces.astype(np.float64) @ traces.T.astype(np.float64))
+        c = xp.concatenate(
+            [self._c[:K_old], be.asarray(traces[:, -1].astype(np.float32)), self._c[K_old:]]
+        )
+        self._load(c, w, M, gram_with_background(csr, self.B))
+        return new

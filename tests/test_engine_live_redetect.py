@@ -1,0 +1,210 @@
+"""Detector re-runs: which proposals are new, and components added to a running pipeline."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from rtcal.detect.proposal import Proposal
+from rtcal.engine.novelty import find_new
+from rtcal.engine.pipeline import Pipeline, pipeline_config
+from rtcal.engine.redetect import consecutive_tail
+from rtcal.errors import RtcalError
+from rtcal.sim import ActivityParams, Simulation, make_config
+
+
+def _disc(shape, center, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    d = np.hypot(yy - center[0], xx - center[1])
+    return np.clip(1 - d / radius, 0, None).astype(np.float32)
+
+
+def test_find_new_keeps_only_proposals_unlike_every_component():
+    shape = (40, 40)
+    existing = np.stack([_disc(shape, (10, 10), 5), _disc(shape, (30, 30), 5)])
+    proposals = np.stack(
+        [
+            _disc(shape, (10, 11), 5),  # the first component, shifted 1 px: IoU > 0.5
+            _disc(shape, (30, 34), 5),  # the second, shifted 4 px: IoU < 0.5 -> new
+            _disc(shape, (10, 30), 5),  # nowhere near anything -> new
+        ]
+    )
+    nov = find_new(proposals, sp.csr_matrix(existing.reshape(2, -1)))
+    np.testing.assert_array_equal(nov.new, [False, True, True])
+    np.testing.assert_array_equal(nov.matched_proposal, [0])
+    np.testing.assert_array_equal(nov.matched_component, [0])
+    assert nov.best_iou[2] == 0 and 0 < nov.best_iou[1] < 0.5 < nov.best_iou[0]
+
+
+def test_consecutive_tail():
+    assert consecutive_tail(np.array([3, 9, 20, 21, 22])) == slice(2, 5)
+    assert consecutive_tail(np.arange(5, 9)) == slice(0, 4)
+
+
+class _Given:
+    """A detector proposing fixed footprints."""
+
+    def __init__(self, footprints):
+        self.footprints = footprints
+
+    def propose(self, window):
+        n = len(self.footprints)
+        return Proposal(self.footprints, np.zeros((n, 2), np.float32), np.ones(n, np.float32))
+
+
+@pytest.fixture(scope="module")
+def movie():
+    activity = ActivityParams(**{**make_config("2p").activity.__dict__, "rate_median_hz": 1.0})
+    cfg = make_config(
+        "2p",
+        height=64,
+        width=64,
+        n_frames=400,
+        n_neurons=6,
+        seed=5,
+        radius_min_px=3.5,
+        radius_max_px=5,
+        motion_px=0.0,
+        activity=activity,
+    )
+    sim = Simulation(cfg)
+    frames, calcium = [], []
+    for f in sim.stream():
+        frames.append(f.image)
+        calcium.append(f.calcium)
+    return np.stack(frames), np.stack(calcium, 1), sim.footprints
+
+
+def _run(movie, footprints, add_at=None, add=None):
+    frames = movie[0]
+    base = pipeline_config(30.0, 4.0, init_frames=40)
+    config = replace(base, nmf=replace(base.nmf, max_new_per_search=0))  # no search of its own
+    p = Pipeline(config, _Given(footprints))
+    outputs, corrected = [], []
+    for i, f in enumerate(frames):
+        out = p.push(i, f)
+        outputs += out
+        if out and out[-1].corrected is not None:
+            corrected.append(out[-1].corrected.copy())
+        if i == add_at:
+            assert p.add_components(add, np.stack(corrected[-100:])).tolist() == [5]
+    return outputs
+
+
+def test_added_component_traces_like_one_known_from_the_start(movie):
+    _, calcium, truth = movie
+    j = 5  # an active neuron; measured when written: corr with truth 0.99 / 0.98
+    reference = _run(movie, truth)
+    late = _run(movie, np.delete(truth, j, 0), add_at=150, add=truth[j : j + 1])
+    assert len(late[150].traces) == 5 and len(late[151].traces) == 6
+    ref = np.stack([o.denoised[j] for o in reference[200:]])
+    new = np.stack([o.denoised[5] for o in late[200:]])
+    assert np.corrcoef(new, calcium[j, 200:])[0, 1] > 0.95
+    assert np.corrcoef(new, ref)[0, 1] > 0.97
+
+
+def test_add_components_refuses_before_initialisation_and_bad_shapes(movie):
+    p = Pipeline(pipeline_config(30.0, 4.0, init_frames=40))
+    with pytest.raises(RtcalError, match="not initialised"):
+        p.add_components(np.zeros((1, 64, 64), np.float32), np.zeros((5, 64, 64), np.float32))
+    for i, f in enumerate(movie[0][:45]):
+        p.push(i, f)
+    with pytest.raises(RtcalError, match="must be"):
+        p.add_components(np.zeros((1, 32, 32), np.float32), np.zeros((5, 64, 64), np.float32))
+    assert (
+        p.add_components(np.zeros((0, 64, 64), np.float32), np.zeros((5, 64, 64), np.float32)).size
+        == 0
+    )
+
+
+def _movie_with_a_late_neuron(onset: int, n_frames: int = 600):
+    """The small movie plus a neuron at (50, 12), silent until ``onset``, then firing."""
+    from engine_live_helpers import small_movie
+
+    movie = small_movie(n_frames, seed=4).astype(np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    blob = np.exp(-((yy - 50) ** 2 + (xx - 12) ** 2) / (2 * 2.5**2))
+    rng = np.random.default_rng(0)
+    spikes = (rng.random(n_frames) < 0.08) & (np.arange(n_frames) >= onset)
+    calcium = np.zeros(n_frames)
+    for t in range(1, n_frames):
+        calcium[t] = 0.9 * calcium[t - 1] + spikes[t]
+    movie += blob[None] * calcium[:, None, None] * 0.6 * movie.mean()
+    return np.clip(movie, 0, 65535).astype(np.uint16)
+
+
+def test_engine_redetect_adds_a_neuron_that_starts_firing_late():
+    import time
+
+    import zmq
+    from engine_live_helpers import close_all, collect, start_engine, subscribe
+
+    from rtcal.client import FrameSender
+
+    onset, period = 200, 100
+    movie = _movie_with_a_late_neuron(onset)
+    nmf = pipeline_config(30.0, 4.0).nmf
+    ctx = zmq.Context()
+    try:
+        engine = start_engine(
+            ctx,
+            "inproc",
+            detect_every_frames=period,
+            keyframe_frames=period,
+            keyframe_n_key=10,
+            pipeline_overrides={"nmf": replace(nmf, max_new_per_search=0)},  # the detector alone
+        )
+        sub = subscribe(engine, ctx)
+        sender = FrameSender(engine.endpoints["frames"], context=ctx, timeout_ms=-1)
+        assert sender.wait_ready(5)
+        for frame in movie:
+            sender.send(frame)
+            time.sleep(0.004)
+        frames, updates, _ = collect(sub, len(movie))
+        status = engine.status()
+    finally:
+        close_all()
+        ctx.destroy(linger=0)
+    found = [u for u in updates if any(d[50, 12] > 0.3 * d.max() for d in u.dense())]
+    assert found, "the late neuron was never added"
+    # within two detector periods of its onset (plus the re-run's own time)
+    assert found[0].sequence <= onset + 2 * period + 30
+    assert status["redetect"]["runs"] >= 4 and status["redetect"]["failed"] == 0
+    assert frames[-1].n_components <= 8  # re-runs do not pile up spurious components
+
+
+def test_confirm_needs_consecutive_runs():
+    from rtcal.engine.redetect import confirm
+
+    shape = (30, 30)
+    a, b, c = (_disc(shape, p, 4) for p in ((8, 8), (20, 20), (8, 22)))
+    empty = np.zeros((0, *shape), np.float32)
+    done, cand, count = confirm(np.stack([a, b]), empty, np.zeros(0, np.int64), 2)
+    assert len(done) == 0 and count.tolist() == [1, 1]
+    done, cand, count = confirm(np.stack([b, c]), cand, count, 2)  # b again, c new
+    assert len(done) == 1 and np.array_equal(done[0], b)
+    assert len(cand) == 1 and np.array_equal(cand[0], c) and count.tolist() == [1]
+    done, _, _ = confirm(np.stack([a]), empty, np.zeros(0, np.int64), 1)
+    assert len(done) == 1
+
+
+def test_detector_process_proposes_what_the_detector_does(movie):
+    from rtcal.detect.seed import SeedConfig, SeedDetector
+    from rtcal.engine.detect_process import DetectorProcess, DetectorProcessError
+
+    detector = SeedDetector(SeedConfig(radius_px=4.0))
+    window = movie[0][:100].astype(np.float32)
+    expected = detector.propose(window).footprints
+    proc = DetectorProcess(detector)
+    try:
+        got = proc.propose(window)
+        again = proc.propose(window[50:])  # the shared block is reused for a smaller window
+        with pytest.raises(DetectorProcessError, match="T >= 10"):
+            proc.propose(window[:3])  # the child reports the detector's error and lives on
+        np.testing.assert_array_equal(proc.propose(window), expected)
+    finally:
+        proc.close()
+    assert len(expected) >= 1
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(again, detector.propose(window[50:]).footprints)
