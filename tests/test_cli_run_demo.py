@@ -36,7 +36,7 @@ def test_run_reports_a_missing_movie_clearly(tmp_path, capsys):
 
 def test_demo_runs_the_live_engine_over_loopback_and_writes_the_report(tmp_path):
     out = tmp_path / "demo"
-    n = 200
+    n = 400  # long enough after initialisation for steady-state frames on a loaded machine
     assert main(["demo", "--out", str(out), "--frames", str(n), "--size", "64", "64",
                  "--neurons", "6", "--fps", "50", "--seed", "7"]) == 0
     for name in ("truth.npz", "engine.toml", "results.h5", "eval.json", "live.json",

@@ -110,3 +110,83 @@ def test_cuda_runtimes_match_eager_cpu(name, tmp_path):
     check = parity(runtime, tiny_model(), tile_shape=(64, 64))
     tolerance = FP32_TOLERANCE if name in ("eager", "onnx") else FP16_TOLERANCE
     assert check.within(*tolerance), check.describe()
+
+
+class _FakeTensorRT:
+    """Records the TensorRT 10 builder calls ``build_engine`` makes (no TensorRT here)."""
+
+    class BuilderFlag:
+        FP16 = "fp16"
+
+    class MemoryPoolType:
+        WORKSPACE = "workspace"
+
+    def __init__(self, parses: bool):
+        self.calls, self.parses = [], parses
+        fake = self
+
+        class Input:
+            name, shape = "x", (-1, 8, 64, 64)
+
+        class Network:
+            def get_input(self, i):
+                return Input()
+
+        class Parser:
+            num_errors = 0 if parses else 1
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse(self, data):
+                fake.calls.append(("parse", len(data)))
+                return fake.parses
+
+            def get_error(self, i):
+                return "unsupported op"
+
+        class Config:
+            def set_memory_pool_limit(self, pool, size):
+                fake.calls.append(("pool", pool))
+
+            def set_flag(self, flag):
+                fake.calls.append(("flag", flag))
+
+            def add_optimization_profile(self, profile):
+                fake.calls.append(("profile", profile.shapes))
+
+        class Profile:
+            def set_shape(self, name, *shapes):
+                self.shapes = (name, *shapes)
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                fake.calls.append(("network", flags))
+                return Network()
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                return b"engine"
+
+        self.Builder, self.OnnxParser = Builder, Parser
+
+
+def test_tensorrt_engine_build_sequence(tmp_path):
+    from rtcal.detect.runtime_trt import EngineBuildError, build_engine
+
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"onnx-bytes")
+    trt = _FakeTensorRT(parses=True)
+    assert build_engine(trt, None, onnx, max_batch=4, fp16=True) == b"engine"
+    assert trt.calls == [("network", 0), ("parse", 10), ("pool", "workspace"), ("flag", "fp16"),
+                         ("profile", ("x", (1, 8, 64, 64), (4, 8, 64, 64), (4, 8, 64, 64)))]
+    with pytest.raises(EngineBuildError, match="could not parse .*unsupported op"):
+        build_engine(_FakeTensorRT(parses=False), None, onnx, max_batch=4, fp16=True)

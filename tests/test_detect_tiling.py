@@ -14,6 +14,7 @@ from rtcal.detect.tiling import (
     extract_tiles,
     flexible_tile_shape,
     mask_iou,
+    pad_to_grid,
     run_tiled,
     suppress,
     tile_grid,
@@ -65,6 +66,8 @@ def test_tile_grid_checks_sizes_and_pads_small_frames():
     r, c = grid.origin(2)
     np.testing.assert_array_equal(tiles[2, :, :100], image[:, :, c : c + 128])
     assert np.all(tiles[:, :, 100:] == 0)  # zero padding below the frame
+    np.testing.assert_array_equal(extract_tiles(pad_to_grid(image, grid), grid, 1, 3),
+                                  tiles[1:3])
     with pytest.raises(TilingError, match="multiples of 32"):
         tile_grid(100, 100, (100, 128), 16)
     with pytest.raises(TilingError, match="overlap_px"):

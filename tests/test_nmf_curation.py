@@ -203,7 +203,8 @@ def test_pipeline_reports_zeros_and_the_file_records_the_retirement(movie, tmp_p
     config = dataclasses.replace(config, nmf=nmf)
     made = []
     monkeypatch.setattr(
-        "rtcal.engine.run.Pipeline", lambda c: made.append(_Recording(c, A)) or made[-1]
+        "rtcal.engine.run.Pipeline",
+        lambda c, detector=None: made.append(_Recording(c, A)) or made[-1],
     )
     summary = run_frames(iter(frames), tmp_path / "r.h5", config, height=128, width=128)
     outputs = made[0].outputs

@@ -18,7 +18,10 @@ from rtcal.errors import RtcalError
 
 # command name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("rtcal.cli.demo", "simulate a recording, extract it, evaluate, report"),
+    "demo": (
+        "rtcal.cli.demo",
+        "live engine, simulated microscope and listener on loopback; scores and report",
+    ),
     "simulate": ("rtcal.cli.simulate", "write a simulated movie with ground truth"),
     "run": ("rtcal.cli.run", "extract a movie file frame by frame into a results file"),
     "eval": ("rtcal.cli.evaluate", "score a results file against ground truth"),

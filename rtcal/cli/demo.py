@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -137,7 +138,8 @@ def _bench_config(args: argparse.Namespace, sim_cfg, config_path: Path):
 def _run_live(args: argparse.Namespace, out: Path, console) -> int:
     import time
 
-    from rtcal.engine.latency_bench import _start_engine
+    from rtcal.client import ControlError
+    from rtcal.engine.latency_bench import BenchError
 
     t0 = time.perf_counter()
     sim_cfg = _sim_config(args)
@@ -152,23 +154,48 @@ def _run_live(args: argparse.Namespace, out: Path, console) -> int:
     config_path = out / "engine.toml"
     config_path.write_text(engine_toml(results_path, trigger_rules(args.neurons, args.fps)))
     cfg = _bench_config(args, sim_cfg, config_path)
-    with console.status("starting the engine"):
-        proc, endpoints = _start_engine(cfg)
-    console.print(
-        "engine: "
-        + ", ".join(f"{k} {v}" for k, v in endpoints.items())
-        + f"; init {cfg.init_frames} frames, detector every {cfg.detect_every_frames}"
-    )
-    try:
-        live = _stream(cfg, movie, proc, endpoints, console)
-    finally:
-        if proc.poll() is None:  # only after a failure: _stream stops the engine itself
-            proc.kill()
-            proc.wait()
+    with _engine_process(cfg, console) as (proc, endpoints, stderr):
+        console.print(
+            "engine: "
+            + ", ".join(f"{k} {v}" for k, v in endpoints.items())
+            + f"; init {cfg.init_frames} frames, detector every {cfg.detect_every_frames}"
+        )
+        try:
+            live = _stream(cfg, movie, proc, endpoints, console)
+        except (ControlError, BenchError) as e:
+            raise BenchError(f"{e}\nthe engine's last words:\n{''.join(stderr)}") from e
     (out / "live.json").write_text(json.dumps(live.to_dict(), indent=2, allow_nan=False) + "\n")
     _report(out, results_path, live, mean_image, console)
     console.print(f"demo done in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+@contextmanager
+def _engine_process(cfg, console):
+    """``rtcal serve`` as its own process, started as ``rtcal bench latency`` starts it;
+    yields (process, endpoints, last stderr lines). Its stderr is read on a thread
+    (a full pipe would stall the engine). Ctrl-C stops it cleanly, so that the
+    results file is complete; any other failure kills it."""
+    import collections
+    import signal
+    import threading
+
+    from rtcal.engine.latency_bench import _start_engine
+
+    with console.status("starting the engine"):
+        proc, endpoints = _start_engine(cfg)
+    stderr: collections.deque[str] = collections.deque(maxlen=20)
+    threading.Thread(target=stderr.extend, args=(proc.stderr,), daemon=True).start()
+    try:
+        yield proc, endpoints, stderr
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        raise
+    finally:
+        if proc.poll() is None:  # _stream stops the engine itself when all goes well
+            proc.kill()
+            proc.wait()
 
 
 def simulate(sim_cfg, truth_path: Path):
@@ -211,13 +238,13 @@ def _stream(cfg, movie, proc, endpoints: dict, console):
     listener.start()
     time.sleep(0.3)  # subscriptions reach the engine before the first result
     sender = FrameSender(endpoints["frames"], timeout_ms=0)  # a microscope never waits
+    microscope = threading.Thread(
+        target=_send, args=(sender, movie, 0, len(movie), cfg.fps_hz), daemon=True
+    )
     try:
         if not sender.wait_ready(10):
             raise BenchError("the engine does not take frames")
         t_start = time.time_ns()
-        microscope = threading.Thread(
-            target=_send, args=(sender, movie, 0, len(movie), cfg.fps_hz), daemon=True
-        )
         microscope.start()
         tracker = _Tracker(len(movie), t_start)
         deadline = time.monotonic() + len(movie) / cfg.fps_hz + 120
@@ -237,11 +264,12 @@ def _stream(cfg, movie, proc, endpoints: dict, console):
         status = control.status()
         control.stop()
         if proc.wait(120) != 0:
-            raise BenchError(f"rtcal serve exited with {proc.returncode}: {proc.stderr.read()}")
+            raise BenchError(f"rtcal serve exited with {proc.returncode}")
     finally:
         listener.stop.set()
         listener.join(2)
-        sender.close(linger_ms=0)
+        if not microscope.is_alive():  # a ZeroMQ socket must not close under its user
+            sender.close(linger_ms=0)
         control.close()
     return tracker.live_run(cfg, status, sender, listener)
 
@@ -271,11 +299,7 @@ class _Tracker:
 
         got = list(listener.frames.values())
         lat = np.array([t - r.t_sent_ns for r, t in got if not r.warmup], np.float64) / 1e6
-        runs = status["redetect"]["runs"]
-        if runs > self._runs:  # finished since the last poll
-            newest = max((r.sequence for r, _ in got), default=0)
-            self.redetect_frames += [newest] * (runs - self._runs)
-            self._runs = runs
+        self.see_redetect(status, max((r.sequence for r, _ in got), default=0))
         c = status["counters"]
         p50, p99 = np.percentile(lat, [50, 99]) if lat.size else (np.nan, np.nan)
         return LiveProgress(
@@ -292,10 +316,17 @@ class _Tracker:
             n_dropped=c["dropped"],
             n_gap_frames=c["gap_frames"],
             n_malformed=c["malformed_total"],
-            redetect_runs=runs,
+            redetect_runs=self._runs,
             redetect_added=status["redetect"]["added"],
             n_events=len(listener.events),
         )
+
+    def see_redetect(self, status: dict, newest: int) -> None:
+        """Note re-runs finished since the last status at ``newest``, the newest frame
+        result at the listener."""
+        runs = status["redetect"]["runs"]
+        self.redetect_frames += [newest] * (runs - self._runs)
+        self._runs = max(runs, self._runs)
 
     def live_run(self, cfg, status: dict, sender, listener):
         from collections import Counter
@@ -307,6 +338,7 @@ class _Tracker:
         from rtcal.report.live_run import LiveRun
 
         phase = _phase(listener, range(self.n_total), status["counters"]["dropped"])
+        self.see_redetect(status, max(listener.frames, default=0))
         arrivals = [t for _, t in listener.frames.values()]
         warm = {s for s, (r, _) in listener.frames.items() if r.warmup}
         events = [(e, t) for e, t in listener.events if e.sequence not in warm]
@@ -336,9 +368,10 @@ class _Tracker:
 
 
 def _report(out: Path, results_path: Path, live, mean_image, console) -> None:
-    """Score the results file against the truth; write eval.json, report.png, report.html."""
+    """Score the results file against the truth (eval.json; a run that found no
+    component cannot be scored, and says so); write report.png and report.html."""
     from rtcal.cli.evaluate import print_report
-    from rtcal.metrics import evaluate, load_truth, report_to_dict
+    from rtcal.metrics import EvaluationError, evaluate, load_truth, report_to_dict
     from rtcal.report.html import write_html_report
     from rtcal.report.live_figure import save_live_figure
     from rtcal.report.live_run import eval_table
@@ -347,38 +380,47 @@ def _report(out: Path, results_path: Path, live, mean_image, console) -> None:
 
     results = read_results(results_path)
     truth = load_truth(out / "truth.npz", results.height, results.width)
-    report = report_to_dict(evaluate(results, truth))
-    print_report(report, console)
-    (out / "eval.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    tables = [*live.tables(), eval_table(report)]
-    print_tables(console, tables[:-1])  # the evaluation is printed in full above
+    try:
+        report = report_to_dict(evaluate(results, truth))
+    except EvaluationError as e:
+        console.print(f"[red]not scored: {e}[/red]")
+        scored = [("scored against the simulated truth", [("not scored", str(e))])]
+    else:
+        print_report(report, console)
+        (out / "eval.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        scored = [eval_table(report)]
+    print_tables(console, live.tables())
     figure = save_live_figure(
         out / "report.png",
         results,
         live,
         mean_image=mean_image,
         truth_footprints=truth.footprints.toarray().reshape(-1, results.height, results.width),
-        extra_tables=[eval_table(report)],
+        extra_tables=scored,
     )
-    notes = [
-        f"{results.width}x{results.height} px, {truth.n_neurons} simulated neurons, "
-        f"{live.fps_hz:g} Hz, {live.n_sent} frames sent over tcp://127.0.0.1 to the live engine "
-        f"(rtcal serve); results file {results_path.name} "
-        f"({'complete' if results.complete else 'INCOMPLETE'}, {results.n_frames} frames, "
-        f"{results.n_components} components).",
-        "Footprints: found in red, truth in green, on the mean image. Raster: denoised "
-        "traces; the initialisation window shaded, detector re-runs dashed (as seen by the "
-        f"listener, within {live.poll_s * live.fps_hz:.0f} frames), components added later "
-        "ticked.",
-    ]
     html = write_html_report(
         out / "report.html",
         title="rtcal demo: live run",
         figure_png=figure,
-        tables=tables,
-        notes=notes,
+        tables=[*live.tables(), *scored],
+        notes=_notes(results, truth.n_neurons, live, results_path.name),
     )
     console.print(f"wrote {results_path}, {out}/eval.json, {out}/live.json, {figure}, {html}")
+
+
+def _notes(results, n_true: int, live, results_name: str) -> list[str]:
+    state = "complete" if results.complete else "INCOMPLETE"
+    return [
+        f"{results.width}x{results.height} px, {n_true} simulated neurons, {live.fps_hz:g} Hz: "
+        f"{live.n_sent} frames sent over tcp://127.0.0.1 to the live engine (rtcal serve); "
+        f"results file {results_name} {state}, {results.n_frames} frames, "
+        f"{results.n_components} components.",
+        "Footprints: found in red, truth in green, on the mean image of the frames sent. "
+        "Raster: denoised traces; the initialisation window shaded; detector re-runs dashed "
+        f"(when the listener saw them finish, within {live.poll_s * live.fps_hz:.0f} frames); "
+        "components added after initialisation marked at their first frame. Latency: "
+        "sender's timestamp to the result's arrival at the listener, after warm-up.",
+    ]
 
 
 # ------------------------------------------------------------- offline run

@@ -68,6 +68,15 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
         default=None,
         help="cpu: NumPy + Numba; cuda: per-frame motion and NMF on the GPU (needs CuPy, 2p)",
     )
+    p.add_argument(
+        "--detector",
+        choices=("seed", "learned"),
+        default="seed",
+        help="footprint detector on the initial frames: seed (classical, default) or learned",
+    )
+    p.add_argument(
+        "--weights", default=None, metavar="PATH", help="learned detector weights (default shipped)"
+    )
     return p
 
 
@@ -75,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from rtcal.config import dump_config, load_config
+    from rtcal.detect.factory import make_detector
     from rtcal.engine.run import run_frames
     from rtcal.errors import RtcalError
     from rtcal.io import open_movie
@@ -104,8 +114,15 @@ def run(args: argparse.Namespace) -> int:
             f"{args.movie}: {movie.n_frames} frames of {movie.height}x{movie.width} "
             f"{movie.dtype}, {fps:g} Hz"
         )
+        detector = make_detector(args.detector, config, weights=args.weights)
         summary = run_frames(
-            with_progress(movie, console), args.out, config, height=movie.height, width=movie.width
+            with_progress(movie, console),
+            args.out,
+            config,
+            height=movie.height,
+            width=movie.width,
+            attrs={"detector": args.detector},
+            detector=detector,
         )
     print_summary(console, summary, args.out)
     return 0

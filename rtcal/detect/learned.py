@@ -17,14 +17,13 @@
 4. Footprints: the flat mask (default), or with ``fit_footprints`` the mask
    weighted by a rank-1 non-negative fit of the window inside it, dilated by
    ``dilate_px``, the mask kept as a floor (``rtcal.detect.weighting``). The fit
-   is off by default because it measured slightly worse and ~10x slower. With
-   an oracle network that returns the true masks at 1/4 resolution (simulated
-   256 x 256 windows, 60 cells, 500 frames, 2 seeds per mode, traces by
-   ``rtcal.detect.window_traces``): median trace r 0.923 / 0.915 (fit) vs 0.927
-   / 0.917 (flat) in 2p and 0.921 / 0.904 vs 0.938 / 0.920 in 1p, F1 equal but
-   for one window (1.000 fit vs 0.967 flat), footprint time 0.7-1.7 s vs
-   0.1 s per window. ``bench/detector.py --fit-footprints`` compares both on a
-   trained network's masks.
+   is off by default: it costs ~15x the time (about 1 s per 256 x 256 window of
+   60 cells and 500 frames, so ~4 s at 512 x 512, beyond the 2 s budget) for no
+   consistent gain. With an oracle network that returns the true masks at 1/4
+   resolution, 3 held-out windows per mode (``python bench/detector.py
+   --skip-speed --oracle --fit-footprints --windows 3``): 2p F1 1.000 both,
+   median trace r 0.941 (fit) vs 0.936 (flat); 1p F1 1.000 vs 0.994, r 0.927
+   vs 0.941.
 5. Non-maximum suppression: surest first, a footprint whose mask (0.2 x max,
    the evaluation convention) overlaps a kept one with IoU >= ``nms_iou`` is dropped.
 """

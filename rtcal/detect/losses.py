@@ -47,7 +47,7 @@ class LossWeights:
     w_contrastive: float = 0.5
     alpha: float = 0.25
     gamma: float = 2.0
-    mask_alpha: float = 0.25
+    mask_alpha: float = -1.0  # unweighted: alpha = 0.25 drove the small masks to background
     mask_gamma: float = 2.0
 
     def __post_init__(self) -> None:

@@ -85,7 +85,7 @@ class MatchWeights:
     w_dice: float = 2.0
     alpha: float = 0.25
     gamma: float = 2.0
-    mask_alpha: float = 0.25
+    mask_alpha: float = -1.0  # unweighted: alpha = 0.25 drove the small masks to background
     mask_gamma: float = 2.0
 
     def __post_init__(self) -> None:

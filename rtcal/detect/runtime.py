@@ -131,11 +131,14 @@ class CompiledRuntime:
 
     Batches are padded up to ``max_batch`` so that one compiled graph serves every
     call (a new shape would recompile). Compiles on construction (a warm-up call).
+    mode "reduce-overhead" replays the whole forward as CUDA graphs (the network is
+    many small kernels; launch overhead dominates at batch 8); the outputs are
+    copied to the host at once, before a replay could overwrite them.
     """
 
     def __init__(self, model: DetectorNet, device: str = "cuda", *,
                  tile_shape: tuple[int, int] = DEFAULT_TILE, fp16: bool = True,
-                 max_batch: int = 8, mode: str = "max-autotune-no-cudagraphs") -> None:
+                 max_batch: int = 8, mode: str = "reduce-overhead") -> None:
         reason = availability("compile", device)
         if reason:
             raise RuntimeUnavailableError(f"compile: {reason}")

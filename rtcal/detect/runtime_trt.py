@@ -94,7 +94,8 @@ class TensorRTRuntime:
         key = engine_key(Path(onnx_path), fp16, max_batch, trt.__version__)
         self.engine_path = Path(cache_dir) / f"detector-{key[:16]}.engine"
         blob = self._load_or_build(trt, Path(onnx_path), max_batch, fp16)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(blob)
+        self._trt_runtime = trt.Runtime(self.logger)  # must outlive the engine
+        self.engine = self._trt_runtime.deserialize_cuda_engine(blob)
         if self.engine is None:
             raise EngineBuildError(f"TensorRT could not deserialise {self.engine_path}; "
                                    "delete it to rebuild")
@@ -140,8 +141,10 @@ class TensorRTRuntime:
 
 
 def _torch_dtype(trt, dtype) -> torch.dtype:
-    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
-             trt.int64: torch.int64, trt.bool: torch.bool}
-    if dtype not in table:
-        raise EngineBuildError(f"engine tensor of unsupported dtype {dtype}")
-    return table[dtype]
+    """The torch dtype of a TensorRT I/O tensor's DataType."""
+    names = {"FLOAT": torch.float32, "HALF": torch.float16, "INT32": torch.int32,
+             "INT64": torch.int64, "BOOL": torch.bool}
+    for name, torch_dtype in names.items():
+        if getattr(trt.DataType, name, None) == dtype:
+            return torch_dtype
+    raise EngineBuildError(f"engine tensor of unsupported dtype {dtype}")

@@ -137,19 +137,31 @@ def _round_up(length: int) -> int:
     return -(-length // INPUT_MULTIPLE) * INPUT_MULTIPLE
 
 
-def extract_tiles(image: np.ndarray, grid: TileGrid) -> np.ndarray:
-    """Tiles of a (C, H, W) image: float32 (n_tiles, C, th, tw), zero beyond the frame."""
+def pad_to_grid(image: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """A (C, H, W) image zero-padded to the grid's padded shape (itself if no padding)."""
     C, H, W = image.shape
     if (H, W) != (grid.height, grid.width):
         raise TilingError(f"image is {H} x {W} but the grid is for {grid.height} x {grid.width}")
     Hp, Wp = grid.padded_shape
+    if (Hp, Wp) == (H, W):
+        return image
     padded = np.zeros((C, Hp, Wp), np.float32)
     padded[:, :H, :W] = image
+    return padded
+
+
+def extract_tiles(image: np.ndarray, grid: TileGrid, start: int = 0, stop: int | None = None
+                  ) -> np.ndarray:
+    """Tiles start..stop-1 (default all) of a (C, H, W) image, or of the image already
+    padded (``pad_to_grid``): float32 (n, C, th, tw), zero beyond the frame."""
+    if image.shape[1:] != grid.padded_shape:
+        image = pad_to_grid(image, grid)
+    stop = grid.n_tiles if stop is None else stop
     th, tw = grid.tile_shape
-    tiles = np.empty((grid.n_tiles, C, th, tw), np.float32)
-    for i in range(grid.n_tiles):
+    tiles = np.empty((stop - start, image.shape[0], th, tw), np.float32)
+    for i in range(start, stop):
         r, c = grid.origin(i)
-        tiles[i] = padded[:, r : r + th, c : c + tw]
+        tiles[i - start] = image[:, r : r + th, c : c + tw]
     return tiles
 
 
@@ -273,10 +285,11 @@ def run_tiled(infer: InferFn, image: np.ndarray, grid: TileGrid, *, score_thresh
     owned instances kept per tile, duplicates across tiles merged. Surest first."""
     if batch_size < 1:
         raise TilingError(f"batch_size={batch_size} must be >= 1")
-    tiles = extract_tiles(image, grid)
+    padded = pad_to_grid(image, grid)
     found: list[Instance] = []
-    for start in range(0, len(tiles), batch_size):
-        logits, masks = infer(tiles[start : start + batch_size])
+    for start in range(0, grid.n_tiles, batch_size):  # one batch of tiles in memory at a time
+        tiles = extract_tiles(padded, grid, start, min(start + batch_size, grid.n_tiles))
+        logits, masks = infer(tiles)
         for j in range(len(logits)):
             found += tile_instances(logits[j], masks[j], grid, start + j, score_threshold)
     return [found[i] for i in suppress(found, merge_iou, across_tiles_only=True)]

@@ -1,9 +1,10 @@
 """Training of the learned detector: the stepper (``Trainer``) and the loop (``run_training``).
 
-One step draws ``batch_size`` fresh simulated windows (``train_data``; the
-seeds are a function of the step, so a run is reproducible and resumable
-without storing data), runs the network, computes ``SetCriterion``'s losses,
-and takes an AdamW step with gradient-norm clipping. The learning rate warms up
+One step takes ``batch_size`` simulated windows (``window_source``: the seeds
+are a function of the step, so a run is reproducible and resumable without
+storing data; each window serves ``views_per_window`` steps under different
+symmetries), runs the network, computes ``SetCriterion``'s losses, and takes an
+AdamW step with gradient-norm clipping. The learning rate warms up
 linearly and then follows a cosine to ``final_lr_ratio`` x lr (Loshchilov &
 Hutter 2017); the trace terms ramp in linearly from ``trace_start_step`` over
 ``trace_ramp_steps`` (masks are noise at first, and their traces carry no
@@ -11,7 +12,8 @@ useful signal).
 
 ``run_training`` is the wiring: progress bar, periodic validation, the
 training state every ``checkpoint_every`` steps (model, optimizer, scheduler,
-torch RNG, step, history: a resumed run continues exactly), the curve as CSV
+torch RNG, step, history: a resumed run continues exactly; resuming with a
+different step count stretches the schedule from there on), the curve as CSV
 and PNG, and at the end the detector weights alone (``model.save_checkpoint``).
 """
 
@@ -210,9 +212,26 @@ def write_record(trainer: Trainer, paths: TrainPaths, plot: bool = True) -> None
         save_curve(trainer.history, trainer.val_history, paths.curve_png, title)
 
 
+def _status(trainer: Trainer) -> str:
+    """Progress-bar text: loss and trace r averaged over the last 20 steps, last validation."""
+    recent = trainer.history[-20:]
+    loss = np.mean([r["total"] for r in recent])
+    corr = [r["trace_corr"] for r in recent if np.isfinite(r["trace_corr"])]
+    text = f"loss {loss:.3f}" + (f" trace r {np.mean(corr):.2f}" if corr else "")
+    text += f" {np.mean([r['seconds'] for r in recent]):.2f} s/step"
+    if trainer.val_history:
+        v = trainer.val_history[-1]
+        text += f" | val F1 {v['f1']:.3f} r {v['median_trace_corr']:.3f}"
+    return text
+
+
 def run_training(trainer: Trainer, out_dir: str | Path, progress: bool = True,
                  plot: bool = True) -> TrainPaths:
-    """Train to ``trainer.total_steps`` with checkpoints and validation; returns the paths."""
+    """Train to ``trainer.total_steps`` with checkpoints and validation; returns the paths.
+
+    On Ctrl-C the state is written before the interrupt propagates, so
+    ``--resume`` continues from the last finished step.
+    """
     from rich.progress import (
         BarColumn,
         Progress,
@@ -227,18 +246,18 @@ def run_training(trainer: Trainer, out_dir: str | Path, progress: bool = True,
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("train", total=trainer.total_steps, completed=trainer.step, info="")
-        val = ""
-        while trainer.step < trainer.total_steps:
-            row = trainer.train_step()
-            done = trainer.step == trainer.total_steps
-            if p.val_every and (trainer.step % p.val_every == 0 or done):
-                s = trainer.validate()
-                val = f" | val F1 {s.f1:.3f} r {s.median_trace_corr:.3f}"
-            if trainer.step % p.checkpoint_every == 0 or done:
-                write_record(trainer, paths, plot)
-            info = (f"loss {row['total']:.3f} trace r {row['trace_corr']:.2f} "
-                    f"{row['seconds']:.2f} s/step{val}")
-            bar.update(task, completed=trainer.step, info=info)
+        try:
+            while trainer.step < trainer.total_steps:
+                trainer.train_step()
+                done = trainer.step == trainer.total_steps
+                if p.val_every and (trainer.step % p.val_every == 0 or done):
+                    trainer.validate()
+                if trainer.step % p.checkpoint_every == 0 or done:
+                    write_record(trainer, paths, plot)
+                bar.update(task, completed=trainer.step, info=_status(trainer))
+        except KeyboardInterrupt:
+            write_record(trainer, paths, plot=False)
+            raise
     extra = {"preset": p.name, "loss_mode": trainer.loss_mode, "steps": trainer.step,
              "validation": trainer.val_history[-1] if trainer.val_history else {}}
     save_checkpoint(paths.weights, trainer.model, extra)

@@ -51,8 +51,10 @@ def save_curve(history: list[dict[str, float]], val_history: list[dict[str, floa
         span = max(len(history) // 50, 1)
         for name in LOSS_COLUMNS:
             values = np.array([row.get(name, np.nan) for row in history], float)
-            if np.all(np.isfinite(values)) and np.any(values > 0):
-                ax_loss.plot(steps, smooth(values, span), label=name, lw=1.2)
+            values = np.where(np.isfinite(values), values, 0.0)
+            if np.any(values > 0):  # zero (term off, or nothing to score): left blank
+                curve = smooth(values, span)
+                ax_loss.plot(steps, np.where(curve > 0, curve, np.nan), label=name, lw=1.2)
         ax_loss.set_yscale("log")
         ax_loss.legend(fontsize=8, ncol=2)
     ax_loss.set(xlabel="step", ylabel="loss (smoothed)", title="training loss")

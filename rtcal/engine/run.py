@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtcal.detect.proposal import FootprintProposer
 from rtcal.engine.pipeline import FrameOutput, Pipeline, PipelineConfig
 from rtcal.store import ResultsWriter
 
@@ -43,9 +44,11 @@ def run_frames(
     width: int,
     footprint_every: int = 500,
     attrs: dict | None = None,
+    detector: FootprintProposer | None = None,
 ) -> RunSummary:
-    """Feed frames (each (H, W)) in order; write ``out_path``; return a summary."""
-    pipeline = Pipeline(config)
+    """Feed frames (each (H, W)) in order; write ``out_path``; return a summary.
+    detector: initial footprint proposer (default: the seed detector)."""
+    pipeline = Pipeline(config, detector)
     meta = {
         "pipeline": "online",
         "init_frames": config.init_frames,

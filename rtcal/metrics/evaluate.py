@@ -12,7 +12,6 @@ and the CaImAn convention (IoU > 0.3, centroids < 10 px apart).
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 
 import numpy as np
