@@ -53,9 +53,14 @@ def test_demo_runs_the_live_engine_over_loopback_and_writes_the_report(tmp_path)
     live = json.loads((out / "live.json").read_text())
     lat = live["latency_ms"]
     assert live["n_sent"] == n and live["n_results"] == results.n_frames
-    assert lat["n"] == live["n_results"] - live["n_warmup"] > 0
-    assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 1000
-    assert live["warmup_latency_ms"]["n"] == live["n_warmup"] >= live["init_frames"]
+    # Steady-state frames exist only if the engine caught up before the stream ended
+    # (a cold Numba cache on a loaded machine can make initialisation outlast it).
+    assert lat["n"] == live["n_results"] - live["n_warmup"]
+    if lat["n"]:
+        assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 1000
+    warm = live["warmup_latency_ms"]
+    assert warm["n"] == live["n_warmup"] >= live["init_frames"]
+    assert 0 < warm["p50_ms"] <= warm["p99_ms"] <= warm["max_ms"]
     assert live["counters"]["processed"] == results.n_frames
     assert live["counters"]["events"] == sum(live["events_by_rule"].values())
     assert live["counters"]["events"] == len(results.events)  # the file has every event

@@ -37,7 +37,7 @@ def test_short_training_run_reduces_the_held_out_loss():
         row = trainer.train_step()
         assert math.isfinite(row["total"])
     after = _held_out_loss(trainer, batch)
-    assert after < 0.75 * before, (before, after)
+    assert after < 0.5 * before, (before, after)  # measured: 54.2 -> 14.7
 
 
 def test_resume_continues_exactly(tmp_path):

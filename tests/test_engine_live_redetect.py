@@ -168,8 +168,10 @@ def test_engine_redetect_adds_a_neuron_that_starts_firing_late():
         ctx.destroy(linger=0)
     found = [u for u in updates if any(d[50, 12] > 0.3 * d.max() for d in u.dense())]
     assert found, "the late neuron was never added"
-    # within two detector periods of its onset (plus the re-run's own time)
-    assert found[0].sequence <= onset + 2 * period + 30
+    # within two detector periods of its onset, plus the re-runs' own time: frames
+    # keep arriving (every 4 ms) while a re-run works, more of them on a loaded machine
+    run_frames = int(np.ceil(max(status["redetect"]["seconds"]) / 0.004))
+    assert found[0].sequence <= onset + 2 * (period + run_frames) + 30
     assert status["redetect"]["runs"] >= 4 and status["redetect"]["failed"] == 0
     assert frames[-1].n_components <= 8  # re-runs do not pile up spurious components
 
