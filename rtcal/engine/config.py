@@ -65,7 +65,7 @@ class EngineConfig:
     detect_confirm_runs: int = 2
     detect_in_process: bool = True
     keyframe_frames: int = 300
-    keyframe_n_key: int = 50
+    keyframe_n_key: int = 3  # the learned detector's key frames (rtcal.detect.inputs)
     results_path: str = ""
     flush_interval_s: float = 1.0
     footprint_refresh_s: float = 10.0
