@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from rtcal.backend import Backend, cuda
 from rtcal.errors import RtcalError
 from rtcal.nmf.online import NMFStep, OnlineNMF
-from rtcal.nmf.residual import find_candidates
+from rtcal.nmf.residual import covered_core, find_candidates
 from rtcal.nmf.xp_background import project_basis, subtract_basis
 from rtcal.nmf.xp_footprints import device_footprints
 from rtcal.nmf.xp_hals import device_schedule, hals_levels, hals_schedule
@@ -60,17 +60,6 @@ def gram_with_background(csr: sp.csr_matrix, B: np.ndarray) -> np.ndarray:
     G[K:, :K] = AB.T
     G[K:, K:] = B.astype(np.float64) @ B.T
     return G
-
-
-def covered_core(csr: sp.csr_matrix, shape: tuple[int, int]) -> np.ndarray:
-    """bool (H, W): pixels where some footprint is >= 0.3 x its maximum (OnlineNMF's rule
-    for where a new component may not start)."""
-    core = np.zeros(csr.shape[1], bool)
-    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-    peak = np.zeros(csr.shape[0], np.float32)
-    np.maximum.at(peak, rows, csr.data)
-    core[csr.indices[csr.data >= 0.3 * peak[rows]]] = True
-    return core.reshape(shape)
 
 
 class DeviceNMF:

@@ -26,7 +26,7 @@ from rtcal.nmf.background import cosine_basis, project, subtract_combination
 from rtcal.nmf.curation import SILENT_SD, Action, Curator, merged_footprint, pixel_noise
 from rtcal.nmf.footprints import FootprintSet
 from rtcal.nmf.hals import hals
-from rtcal.nmf.residual import ResidualBuffer, bin_and_smooth, find_candidates
+from rtcal.nmf.residual import ResidualBuffer, bin_and_smooth, covered_core, find_candidates
 from rtcal.nmf.ring import RingConfig, RingModel
 from rtcal.nmf.ring_fit import fit_ring_model
 from rtcal.nmf.shapes import overlap_lists, refine_footprints, update_stats
@@ -263,21 +263,12 @@ class OnlineNMF:
         return NMFStep(self._c[:K].copy(), added, added_traces, self.curator.retired.copy())
 
     # -------------------------------------------------------- new components
-    def _covered(self) -> np.ndarray:
-        csr = self.A.csr
-        core = np.zeros(csr.shape[1], bool)
-        rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-        peak = np.zeros(csr.shape[0], np.float32)
-        np.maximum.at(peak, rows, csr.data)
-        core[csr.indices[(csr.data >= 0.3 * peak[rows]) & (csr.data > 0)]] = True
-        return core.reshape(self.shape)
-
     def _search(self) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
         found = find_candidates(
             self.buffer,
             self.noise_small,
-            self._covered(),
+            covered_core(self.A.csr, self.shape),
             radius_px=c.radius_px,
             min_pnr=c.new_min_pnr,
             min_space_corr=c.new_min_space_corr,

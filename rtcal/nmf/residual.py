@@ -168,3 +168,15 @@ def _extract(
     if not np.isfinite(r) or r < min_space_corr:
         return None
     return patch, trace.astype(np.float32)
+
+
+def covered_core(csr, shape: tuple[int, int]) -> np.ndarray:
+    """bool (H, W): pixels where some footprint (rows of ``csr``, K x P) is >= 0.3 x its
+    maximum and non-zero (retired components have zero weight): a new component may
+    not start there."""
+    core = np.zeros(csr.shape[1], bool)
+    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+    peak = np.zeros(csr.shape[0], np.float32)
+    np.maximum.at(peak, rows, csr.data)
+    core[csr.indices[(csr.data >= 0.3 * peak[rows]) & (csr.data > 0)]] = True
+    return core.reshape(shape)
