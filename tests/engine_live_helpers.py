@@ -52,7 +52,9 @@ def endpoints(transport: str) -> dict:
 
 
 def start_engine(ctx, transport="tcp", rules=None, pipeline_overrides=None, **engine_kw) -> Engine:
-    kw = {**endpoints(transport), "detect_every_frames": 0, "drop_policy": "block", **engine_kw}
+    # warm_kernels off: these runs are lossless ("block") and time nothing
+    kw = {**endpoints(transport), "detect_every_frames": 0, "drop_policy": "block",
+          "warm_kernels": False, **engine_kw}
     pipeline = replace(
         pipeline_config(30.0, 4.0), init_frames=INIT_FRAMES, **(pipeline_overrides or {})
     )

@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from rtcal.engine.live import Engine
 
     engine_config, pipeline_config, rules = build_configs(args)
+    if engine_config.warm_kernels:
+        print("rtcal serve: compiling kernels (about 20 s on a fresh machine, 1 s after)",
+              file=sys.stderr, flush=True)
     engine = Engine(engine_config, pipeline_config, rules).start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: engine.stop())

@@ -51,6 +51,9 @@ class EngineConfig:
         refined shapes go to the file when it is closed.
     frames_hwm, results_hwm: ZeroMQ queue limits, messages (PUB drops beyond
         its limit for a slow subscriber instead of blocking the frame loop).
+    warm_kernels: compile the frame loop's kernels on a small simulated movie
+        before binding the sockets (``rtcal.engine.warmup``); without it the
+        first frames pay Numba's compilation, seconds on a fresh machine.
     """
 
     frames_endpoint: str = "tcp://127.0.0.1:5555"
@@ -71,6 +74,7 @@ class EngineConfig:
     footprint_refresh_s: float = 10.0
     frames_hwm: int = 1000
     results_hwm: int = 10000
+    warm_kernels: bool = True
 
     def __post_init__(self) -> None:
         for name in ("frames_endpoint", "results_endpoint", "events_endpoint", "control_endpoint"):

@@ -75,6 +75,7 @@ class Engine:
         self.endpoints: dict[str, str] = {}
         self._t_start = 0.0
         self._started = False
+        self.warm_seconds = 0.0
         self.summary: dict = {}
 
     # ----------------------------------------------------------- sockets
@@ -96,6 +97,10 @@ class Engine:
         if self._started:
             raise EngineError("engine already started")
         c = self.config
+        if c.warm_kernels:  # before binding: no frame waits on Numba's compiler
+            from rtcal.engine.warmup import warm_kernels
+
+            self.warm_seconds = warm_kernels(self.pipeline_config, keyframe_n_key=c.keyframe_n_key)
         kind = zmq.PULL if c.frames_pattern == "pull" else zmq.SUB
         socks = []
         try:
@@ -240,6 +245,7 @@ class Engine:
             "n_components": loop.components.n_components,
             "component_version": loop.components.version,
             "init_seconds": p.init_seconds,
+            "warm_kernels_seconds": self.warm_seconds,
             "latency_ms": {
                 "steady": loop.latency_steady.summary(),
                 "warmup": loop.latency_warmup.summary(),
