@@ -37,7 +37,8 @@ def test_short_training_run_reduces_the_held_out_loss():
         row = trainer.train_step()
         assert math.isfinite(row["total"])
     after = _held_out_loss(trainer, batch)
-    assert after < 0.5 * before, (before, after)  # measured: 54.2 -> 14.7
+    # measured: 14.5 -> 10.7 (the shape and class priors start it low; 54.2 -> 14.7 without)
+    assert after < 0.85 * before, (before, after)
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -59,6 +59,9 @@ from rtcal.errors import RtcalError
 SHIPPED_WEIGHTS = "detector_default.pt"  # in the rtcal.weights package data
 
 
+DEFAULT_THRESHOLD = 0.5  # for a checkpoint with no calibrated threshold
+
+
 class LearnedDetectorError(RtcalError, ValueError):
     """Bad settings, a bad window or missing weights; the message names the problem."""
 
@@ -68,7 +71,9 @@ class LearnedDetectorConfig:
     """Settings of the learned detector (module docstring).
 
     radius_px: typical soma radius; score_threshold: "neuron" probability a query
-    needs; tile_px, overlap_px: tile side (for runtimes that take any size; fixed
+    needs (None: the threshold calibrated on held-out windows when the weights
+    were trained, stored in the checkpoint; 0.5 for a checkpoint without one);
+    tile_px, overlap_px: tile side (for runtimes that take any size; fixed
     runtimes bring their own) and overlap; merge_iou: IoU at which instances from
     different tiles are one; nms_iou: IoU at which footprints are duplicates;
     min_area_frac, max_area_frac: accepted mask area / (pi radius_px^2);
@@ -78,7 +83,7 @@ class LearnedDetectorConfig:
     """
 
     radius_px: float = 6.0
-    score_threshold: float = 0.5
+    score_threshold: float | None = None
     tile_px: int = 256
     overlap_px: int = 64
     merge_iou: float = 0.3
@@ -92,7 +97,8 @@ class LearnedDetectorConfig:
     def __post_init__(self) -> None:
         checks = {
             "radius_px": 1.0 <= self.radius_px <= 100.0,
-            "score_threshold": 0.0 < self.score_threshold < 1.0,
+            "score_threshold": self.score_threshold is None
+            or 0.0 < self.score_threshold < 1.0,
             "tile_px": self.tile_px >= 32 and self.tile_px % 32 == 0,
             "overlap_px": 0 <= self.overlap_px <= self.tile_px // 2,
             "merge_iou": 0.0 < self.merge_iou <= 1.0,
@@ -147,8 +153,13 @@ class LearnedDetector:
     def __init__(self, runtime_or_model: DetectorRuntime | DetectorNet,
                  config: LearnedDetectorConfig | None = None, *, device: str = "cpu",
                  prefer: str | None = None, cache_dir: str | Path | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, calibrated_threshold: float | None = None
+                 ) -> None:
         self.config = config or LearnedDetectorConfig()
+        # the config's threshold, else the checkpoint's calibrated one, else 0.5
+        self.score_threshold = next(t for t in (self.config.score_threshold,
+                                                calibrated_threshold, DEFAULT_THRESHOLD)
+                                    if t is not None)
         self.model: DetectorNet | None = None
         self.runtime_choice: RuntimeChoice | None = None
         self._choices: dict[tuple[int, int], RuntimeChoice] = {}
@@ -195,8 +206,9 @@ class LearnedDetector:
                      ) -> LearnedDetector:
         """The detector of checkpoint ``path`` (default: the shipped weights).
         runtime_options: device, prefer, cache_dir, threads (see ``__init__``)."""
-        model, _ = load_detector(shipped_weights() if path is None else path)
-        return cls(model, config, **runtime_options)
+        model, extra = load_detector(shipped_weights() if path is None else path)
+        calibrated = extra.get("score_threshold")
+        return cls(model, config, calibrated_threshold=calibrated, **runtime_options)
 
     def propose(self, window: np.ndarray) -> Proposal:
         """window: float (T, H, W) motion-corrected frames, oldest first, T >= n_key + 1."""
@@ -221,7 +233,7 @@ class LearnedDetector:
         runtime, tile = self._runtime_for(H, W)
         t0 = time.perf_counter()
         grid = tile_grid(H, W, tile, min(c.overlap_px, min(tile) // 2))
-        found = run_tiled(runtime.infer, channels, grid, score_threshold=c.score_threshold,
+        found = run_tiled(runtime.infer, channels, grid, score_threshold=self.score_threshold,
                           merge_iou=c.merge_iou, batch_size=c.batch_tiles)
         t1 = time.perf_counter()
         area = math.pi * c.radius_px**2

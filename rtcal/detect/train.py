@@ -39,6 +39,7 @@ from rtcal.detect.window_source import WindowSource
 from rtcal.errors import RtcalError
 
 STATE_FORMAT = "rtcal-detector-train-state/1"
+CALIBRATION_THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7)
 
 
 class TrainError(RtcalError):
@@ -143,6 +144,22 @@ class Trainer:
                           background_sigma_px=p.trace.background_sigma_px)
         self.val_history.append({"step": self.step, **asdict(scores)})
         return scores
+
+    def calibrate_threshold(self, candidates: tuple[float, ...] = CALIBRATION_THRESHOLDS
+                            ) -> tuple[float, ValidationScores]:
+        """The "neuron" score threshold with the best F1 on the held-out windows, and its
+        scores. Focal-loss scores are not probabilities (they rarely pass 0.5 early in
+        training), so the threshold that ships with the weights is chosen here."""
+        self.validate()  # builds the samples; this step's scores at 0.5 are recorded
+        self.val_history.pop()
+        best = None
+        for threshold in candidates:
+            scores = validate(self.model, self._val_samples, self.device, threshold,
+                              background_sigma_px=self.preset.trace.background_sigma_px)
+            f1 = scores.f1 if math.isfinite(scores.f1) else -1.0
+            if best is None or f1 > best[2]:
+                best = (threshold, scores, f1)
+        return best[0], best[1]
 
     def state_dict(self) -> dict:
         """Everything a resumed run needs (plain types and tensors: loads with weights_only)."""
@@ -260,5 +277,12 @@ def run_training(trainer: Trainer, out_dir: str | Path, progress: bool = True,
             raise
     extra = {"preset": p.name, "loss_mode": trainer.loss_mode, "steps": trainer.step,
              "validation": trainer.val_history[-1] if trainer.val_history else {}}
+    if p.val_every:
+        threshold, scores = trainer.calibrate_threshold()
+        extra["score_threshold"] = threshold
+        extra["calibration"] = asdict(scores)
+        if progress:
+            print(f"score threshold {threshold:.2f} (best F1 {scores.f1:.3f} on the "
+                  f"{p.val_windows} held-out windows)")
     save_checkpoint(paths.weights, trainer.model, extra)
     return paths
