@@ -5,6 +5,7 @@ import argparse
 import threading
 
 import numpy as np
+import pytest
 import zmq
 from engine_live_helpers import close_all, start_engine, wait_processed
 
@@ -23,11 +24,11 @@ def test_serve_reads_engine_and_triggers_from_the_config_and_flags_win(tmp_path)
         '[engine]\ndrop_policy = "newest"\nring_slots = 64\nresults_path = "a.h5"\n'
         '[[triggers]]\nname = "c3"\nkind = "threshold"\nneurons = [3]\nthreshold = 0.5\n'
     )
-    engine, pipeline, rules = build_configs(_serve_args(["--config", str(cfg)]))
+    engine, pipeline, rules, _ = build_configs(_serve_args(["--config", str(cfg)]))
     assert (engine.drop_policy, engine.ring_slots, engine.results_path) == ("newest", 64, "a.h5")
     assert (pipeline.fps_hz, pipeline.radius_px, pipeline.init_frames) == (20.0, 5.0, 100)
     assert [r["name"] for r in rules] == ["c3"]
-    engine, pipeline, _ = build_configs(
+    engine, pipeline, _, _ = build_configs(
         _serve_args(
             [
                 "--config",
@@ -45,7 +46,7 @@ def test_serve_reads_engine_and_triggers_from_the_config_and_flags_win(tmp_path)
     )
     assert (engine.ring_slots, engine.results_path, engine.drop_policy) == (8, "b.h5", "newest")
     assert (pipeline.fps_hz, pipeline.init_frames) == (40.0, 50)
-    engine, pipeline, rules = build_configs(_serve_args(["--mode", "1p", "--radius", "8"]))
+    engine, pipeline, rules, _ = build_configs(_serve_args(["--mode", "1p", "--radius", "8"]))
     assert pipeline.nmf.background == "ring" and pipeline.radius_px == 8 and rules == []
 
 
@@ -115,3 +116,26 @@ def test_stream_simulation_into_an_engine_and_listen_saves_it(tmp_path):
 def test_bench_parser_has_latency():
     args = build_parser().parse_args(["bench", "latency", "--size", "64", "64", "--fps", "50"])
     assert isinstance(args, argparse.Namespace) and args.bench == "latency"
+
+
+def test_detector_section_and_flags_choose_the_detector(tmp_path):
+    from detect_tiny import tiny_model
+
+    from rtcal.detect.factory import DetectorChoiceError, detector_from_section
+    from rtcal.detect.learned import LearnedDetector
+    from rtcal.detect.model import DetectorCheckpointError, save_checkpoint
+    from rtcal.detect.seed import SeedDetector
+
+    cfg = tmp_path / "rig.toml"
+    cfg.write_text('[detector]\nname = "learned"\nweights = "/nonexistent/detector.pt"\n')
+    _, pipeline, _, section = build_configs(_serve_args(["--config", str(cfg)]))
+    assert section == {"name": "learned", "weights": "/nonexistent/detector.pt"}
+    with pytest.raises(DetectorCheckpointError, match="nonexistent"):
+        detector_from_section(section, pipeline)
+    assert isinstance(detector_from_section(section, pipeline, name="seed"), SeedDetector)
+    weights = tmp_path / "tiny.pt"
+    save_checkpoint(weights, tiny_model(), {"score_threshold": 0.3})
+    learned = detector_from_section(section, pipeline, weights=str(weights))
+    assert isinstance(learned, LearnedDetector) and learned.score_threshold == 0.3
+    with pytest.raises(DetectorChoiceError, match="unknown keys"):
+        detector_from_section({"nme": "seed"}, pipeline)

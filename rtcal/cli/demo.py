@@ -180,10 +180,10 @@ def _engine_process(cfg, console):
     import signal
     import threading
 
-    from rtcal.engine.latency_bench import _start_engine
+    from rtcal.engine.latency_bench import start_engine_process
 
     with console.status("starting the engine"):
-        proc, endpoints = _start_engine(cfg)
+        proc, endpoints = start_engine_process(cfg)
     stderr: collections.deque[str] = collections.deque(maxlen=20)
     threading.Thread(target=stderr.extend, args=(proc.stderr,), daemon=True).start()
     try:
@@ -230,16 +230,16 @@ def _stream(cfg, movie, proc, endpoints: dict, console):
     from rich.live import Live
 
     from rtcal.client import ControlClient, FrameSender
-    from rtcal.engine.latency_bench import BenchError, _Collector, _send
+    from rtcal.engine.latency_bench import BenchError, Collector, send_paced
     from rtcal.report.progress import progress_table
 
     control = ControlClient(endpoints["control"], timeout_ms=10_000)
-    listener = _Collector(endpoints["results"], endpoints["events"])
+    listener = Collector(endpoints["results"], endpoints["events"])
     listener.start()
     time.sleep(0.3)  # subscriptions reach the engine before the first result
     sender = FrameSender(endpoints["frames"], timeout_ms=0)  # a microscope never waits
     microscope = threading.Thread(
-        target=_send, args=(sender, movie, 0, len(movie), cfg.fps_hz), daemon=True
+        target=send_paced, args=(sender, movie, 0, len(movie), cfg.fps_hz), daemon=True
     )
     try:
         if not sender.wait_ready(10):
@@ -334,10 +334,10 @@ class _Tracker:
         import numpy as np
 
         from rtcal.engine.latency import percentiles_ms
-        from rtcal.engine.latency_bench import _phase
+        from rtcal.engine.latency_bench import phase_summary
         from rtcal.report.live_run import LiveRun
 
-        phase = _phase(listener, range(self.n_total), status["counters"]["dropped"])
+        phase = phase_summary(listener, range(self.n_total), status["counters"]["dropped"])
         self.see_redetect(status, max(listener.frames, default=0))
         arrivals = [t for _, t in listener.frames.values()]
         warm = {s for s, (r, _) in listener.frames.items() if r.warmup}

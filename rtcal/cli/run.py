@@ -71,8 +71,9 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--detector",
         choices=("seed", "learned"),
-        default="seed",
-        help="footprint detector on the initial frames: seed (classical, default) or learned",
+        default=None,
+        help="footprint detector on the initial frames: seed (classical, default) or learned "
+        "(also [detector] name in --config)",
     )
     p.add_argument(
         "--weights", default=None, metavar="PATH", help="learned detector weights (default shipped)"
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from rtcal.config import dump_config, load_config
-    from rtcal.detect.factory import make_detector
+    from rtcal.detect.factory import detector_from_section
     from rtcal.engine.run import run_frames
     from rtcal.errors import RtcalError
     from rtcal.io import open_movie
@@ -114,14 +115,17 @@ def run(args: argparse.Namespace) -> int:
             f"{args.movie}: {movie.n_frames} frames of {movie.height}x{movie.width} "
             f"{movie.dtype}, {fps:g} Hz"
         )
-        detector = make_detector(args.detector, config, weights=args.weights)
+        section = loaded.sections.get("detector") or {}
+        detector = detector_from_section(section, config, name=args.detector,
+                                         weights=args.weights)
+        detector_name = args.detector or section.get("name", "seed")
         summary = run_frames(
             with_progress(movie, console),
             args.out,
             config,
             height=movie.height,
             width=movie.width,
-            attrs={"detector": args.detector},
+            attrs={"detector": detector_name},
             detector=detector,
         )
     print_summary(console, summary, args.out)

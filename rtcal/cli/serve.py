@@ -31,6 +31,9 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--drop-policy", choices=("oldest", "newest", "block"), help="when behind")
     p.add_argument("--ring-slots", type=int, metavar="N", help="frame slots in the ring")
     p.add_argument("--detect-every", type=int, metavar="N", help="frames between detector re-runs")
+    p.add_argument("--detector", choices=("seed", "learned"),
+                   help="detector at initialisation and re-runs: seed (default) or learned")
+    p.add_argument("--weights", metavar="PATH", help="learned detector weights (default shipped)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -64,20 +67,23 @@ def build_configs(args: argparse.Namespace):
     rules = loaded.sections.get("triggers", [])
     if isinstance(rules, dict):  # a single [triggers] table instead of [[triggers]]
         rules = [rules]
-    return engine, loaded.pipeline, list(rules)
+    return engine, loaded.pipeline, list(rules), loaded.sections.get("detector")
 
 
 def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
+    from rtcal.detect.factory import detector_from_section
     from rtcal.engine.live import Engine
 
-    engine_config, pipeline_config, rules = build_configs(args)
+    engine_config, pipeline_config, rules, detector_section = build_configs(args)
+    detector = detector_from_section(detector_section, pipeline_config, name=args.detector,
+                                     weights=args.weights)
     if engine_config.warm_kernels:
         print("rtcal serve: compiling kernels (about 20 s on a fresh machine, 1 s after)",
               file=sys.stderr, flush=True)
-    engine = Engine(engine_config, pipeline_config, rules).start()
+    engine = Engine(engine_config, pipeline_config, rules, detector=detector).start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: engine.stop())
     names = ", ".join(f"{k} {v}" for k, v in engine.endpoints.items())

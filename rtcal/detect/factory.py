@@ -37,3 +37,20 @@ def make_detector(name: str, pipeline_config, *, weights: str | Path | None = No
         return LearnedDetector.from_weights(weights, config, device=device, prefer=runtime,
                                             threads=threads)
     raise DetectorChoiceError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+
+
+DETECTOR_KEYS = ("name", "weights", "runtime", "device", "threads")
+
+
+def detector_from_section(section: dict | None, pipeline_config, **flags) -> FootprintProposer:
+    """The detector of a config file's ``[detector]`` table (keys: name "seed" or
+    "learned", weights, runtime, device, threads), with ``flags`` (the same keys,
+    None = not given) taking precedence; default: the seed detector."""
+    section = dict(section or {})
+    unknown = sorted(set(section) - set(DETECTOR_KEYS))
+    if unknown:
+        raise DetectorChoiceError(f"[detector]: unknown keys {unknown}; known: "
+                                  f"{', '.join(DETECTOR_KEYS)}")
+    section.update({k: v for k, v in flags.items() if v is not None})
+    name = section.pop("name", "seed")
+    return make_detector(name, pipeline_config, **section)

@@ -67,7 +67,7 @@ class LatencyBenchConfig:
             raise BenchError("movie_frames must cover init_frames")
 
 
-class _Collector(threading.Thread):
+class Collector(threading.Thread):
     """Receives results and events, stamping each with its arrival time."""
 
     def __init__(self, results: str, events: str) -> None:
@@ -88,7 +88,7 @@ class _Collector(threading.Thread):
         self.sub.close()
 
 
-def _start_engine(cfg: LatencyBenchConfig) -> tuple[subprocess.Popen, dict]:
+def start_engine_process(cfg: LatencyBenchConfig) -> tuple[subprocess.Popen, dict]:
     any_port = "tcp://127.0.0.1:*"
     cmd = [
         sys.executable,
@@ -139,7 +139,7 @@ def _default_config() -> str:
     return f.name
 
 
-def _send(sender: FrameSender, movie: np.ndarray, start: int, n: int, fps_hz: float) -> range:
+def send_paced(sender: FrameSender, movie: np.ndarray, start: int, n: int, fps_hz: float) -> range:
     """Send n frames at fps_hz, sequence numbers from ``start``; returns them."""
     period = 1.0 / fps_hz
     t0 = time.perf_counter()
@@ -161,7 +161,7 @@ def _wait(pred, timeout_s: float) -> bool:
     return False
 
 
-def _phase(col: _Collector, seqs: range, dropped: int) -> dict:
+def phase_summary(col: Collector, seqs: range, dropped: int) -> dict:
     """Latency and stage figures of the frames ``seqs`` (ms)."""
     got = [col.frames[s] for s in seqs if s in col.frames]
     steady = [(r, t) for r, t in got if not r.warmup]
@@ -202,9 +202,9 @@ class _Session:
 
     def __init__(self, cfg: LatencyBenchConfig, movie: np.ndarray) -> None:
         self.cfg, self.movie = cfg, movie
-        self.proc, self.endpoints = _start_engine(cfg)
+        self.proc, self.endpoints = start_engine_process(cfg)
         self.control = ControlClient(self.endpoints["control"], timeout_ms=10_000)
-        self.col = _Collector(self.endpoints["results"], self.endpoints["events"])
+        self.col = Collector(self.endpoints["results"], self.endpoints["events"])
         self.col.start()
         time.sleep(0.3)
         self.sender = FrameSender(self.endpoints["frames"], timeout_ms=-1, hwm=100_000)
@@ -217,11 +217,11 @@ class _Session:
 
     def run_phase(self, fps_hz: float, n: int) -> dict:
         d0 = self.dropped()
-        seqs = _send(self.sender, self.movie, self.next_seq, n, fps_hz)
+        seqs = send_paced(self.sender, self.movie, self.next_seq, n, fps_hz)
         self.next_seq += n
         _wait(lambda: seqs[-1] in self.col.frames, 5.0 + n / fps_hz)
         time.sleep(0.2)
-        phase = _phase(self.col, seqs, self.dropped() - d0)
+        phase = phase_summary(self.col, seqs, self.dropped() - d0)
         _wait(self._drained, 60)  # the next phase starts with an empty engine
         return phase
 
@@ -234,7 +234,7 @@ class _Session:
         t0 = time.monotonic()
         fps = self.cfg.fps_hz
         while self.control.status()["state"] != "running":
-            _send(self.sender, self.movie, self.next_seq, max(1, int(fps / 2)), fps)
+            send_paced(self.sender, self.movie, self.next_seq, max(1, int(fps / 2)), fps)
             self.next_seq += max(1, int(fps / 2))
             if time.monotonic() - t0 > 600:
                 raise BenchError("the engine did not finish initialising in 10 minutes")
@@ -273,7 +273,7 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
     session = _Session(cfg, movie)
     try:
         warm_s = session.warm_up()
-        warm = _phase(session.col, range(0, session.next_seq), 0)
+        warm = phase_summary(session.col, range(0, session.next_seq), 0)
         log(f"warm-up {warm_s:.1f} s ({session.next_seq} frames)")
         main = session.run_phase(cfg.fps_hz, int(cfg.duration_s * cfg.fps_hz))
         lat = main["latency"]
