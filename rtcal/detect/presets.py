@@ -3,6 +3,10 @@
 - ``default``: the recipe of the weights shipped in ``rtcal/weights/detector_default.pt``;
   runs on a CPU: about 0.5 s per step on 2 idle cores (0.25 s network, 1 s per
   group of 4 simulated windows shared by 4 steps), so 4000 steps take ~35 min.
+- ``ablation``: the default network and data for 1200 steps with the trace terms
+  from step 300, trained once per ``--loss`` (mask / mask+trace /
+  mask+trace+contrastive) for the ablation table of ``bench/detector.py``: three
+  equal, shorter runs (about 12 min each on 2 idle cores), so that only the loss differs.
 - ``smoke``: a tiny model on tiny windows for a few steps (tests, a quick check).
 - ``gpu``: a larger model, larger batches and more steps for a lent GPU.
 
@@ -11,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from rtcal.detect.losses import LOSS_MODES, LossWeights
@@ -93,6 +98,10 @@ def _presets() -> dict[str, TrainPreset]:
         lr=5e-4, warmup_steps=200, trace_start_step=600, trace_ramp_steps=600,
         checkpoint_every=250, val_every=500, val_windows=8,
     )
+    ablation = dataclasses.replace(
+        default, name="ablation", steps=1200, warmup_steps=100, trace_start_step=300,
+        trace_ramp_steps=300, checkpoint_every=200, val_every=400,
+    )
     gpu = TrainPreset(
         name="gpu",
         net=DetectorNetConfig(embed_dim=48, num_heads=(2, 3, 6, 12), fpn_dim=96, mask_dim=96,
@@ -101,7 +110,7 @@ def _presets() -> dict[str, TrainPreset]:
         trace_start_step=2000, trace_ramp_steps=2000, checkpoint_every=500, val_every=1000,
         val_windows=16,
     )
-    return {p.name: p for p in (default, smoke, gpu)}
+    return {p.name: p for p in (default, ablation, smoke, gpu)}
 
 
 def preset_names() -> tuple[str, ...]:

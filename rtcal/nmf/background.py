@@ -25,7 +25,13 @@ def cosine_basis(height: int, width: int, n_per_axis: int) -> np.ndarray:
     return basis.astype(np.float32)
 
 
-@numba.njit(cache=True)
+# Reassociation lets LLVM vectorise the float64 sum: 0.06 ms instead of 0.6 ms per
+# 256 x 256 frame with 9 bases (the largest per-frame cost of the NMF step). No
+# "nnan"/"ninf": a NaN still propagates.
+SUM_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@numba.njit(cache=True, fastmath=SUM_FASTMATH)
 def project(B, y, out):  # pragma: no cover - compiled
     """out = B y for B float32 (n, P), y float32 (P,); float64 accumulation."""
     n, P = B.shape
