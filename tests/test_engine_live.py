@@ -227,3 +227,20 @@ def test_an_endpoint_in_use_is_a_clear_error(ctx):
     taken = first.endpoints["control"]
     with pytest.raises(EngineError, match="cannot bind the control socket"):
         start_engine(ctx, "tcp", control_endpoint=taken)
+
+
+def test_a_stream_too_short_to_initialise_is_counted_as_dropped(movie, ctx, tmp_path, capsys):
+    out = tmp_path / "short.h5"
+    engine = start_engine(ctx, "inproc", results_path=str(out))
+    _send(engine, ctx, movie[:12]).close()
+    deadline = time.monotonic() + 10
+    while engine.status()["counters"]["received"] < 12 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    summary = engine.close()
+    c = summary["counters"]
+    assert c["received"] == 12 and c["processed"] == 0
+    assert c["dropped_warmup"] == 12 and c["dropped"] == 12  # nothing lost silently
+    assert "too few to initialise" in capsys.readouterr().err
+    results = read_results(out)
+    assert results.complete and results.n_frames == 0
+    assert results.attrs["engine_dropped"] == 12

@@ -45,6 +45,14 @@ Choices for fast convergence on small simulated data:
 - Masked attention (Mask2Former): each query attends only inside its current
   mask, which Mask2Former reports converges several times faster than plain
   cross-attention; max-pooled to coarse levels so small somata are not lost.
+- Priors from the peak (``decoder.PredictionHead``): each heatmap query's mask
+  logits get a soft disc around its peak (offset, radius and sharpness
+  regressed from the query) and its class logit starts from the heatmap logit
+  at the peak. The first prediction is then already a soma-sized blob on a
+  likely soma, and the decoder learns departures from it. On the 8 held-out
+  validation windows: F1 0.08 at step 500 of a default run without these
+  priors (0.06 at step 2000), 0.31 after a 500-step run with them (score
+  threshold 0.5; 0.39 at 0.35).
 - Low-resolution mask head: masks at 1/4 only (somata have radius 3-10 px, i.e.
   1-2.5 px at 1/4), the losses are taken there, callers upsample.
 - Small model (about 2 M parameters), a convolutional stem and no

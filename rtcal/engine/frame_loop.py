@@ -21,6 +21,7 @@ components to the pipeline, and refreshes footprints every
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -340,5 +341,12 @@ class FrameLoop(threading.Thread):
     def _finish(self) -> None:
         if not self.pipeline.initialised:
             self._emit(self.pipeline.finish(), warmup=True)
+        if self.pipeline.n_held:  # too few frames to initialise on: counted, not lost
+            n = self.pipeline.n_held
+            self.counters.add("dropped_warmup", n)
+            for seq in list(self._pending):
+                self._pending.pop(seq)
+            print(f"rtcal engine: the stream ended after {n} good frames, too few to "
+                  "initialise on; they are counted as dropped (warm-up)", file=sys.stderr)
         if self.components.n_components:
             self._send_footprints(self._last_sequence, new_set=False)

@@ -168,6 +168,11 @@ class Pipeline:
         return self._nmf is not None
 
     @property
+    def n_held(self) -> int:
+        """Good frames held for initialisation (0 once initialised)."""
+        return len(self._held) if self._nmf is None else 0
+
+    @property
     def footprints(self) -> np.ndarray:
         """float32 (K, H, W) current footprints (empty before initialisation)."""
         if self._nmf is None:

@@ -14,7 +14,8 @@ class IngestCounters:
     duplicates, out_of_order: frames whose sequence number was not new (not processed);
     gap_frames: sequence numbers never seen (lost before the engine), gaps: how many gaps;
     dropped_ring: frames dropped by the ring's drop policy (engine behind);
-    dropped_warmup: frames dropped because the warm-up backlog was full;
+    dropped_warmup: frames dropped because the warm-up backlog was full, or held
+        for initialisation when the stream stopped too soon to initialise on them;
     control_errors: control requests answered with an error, by reason.
     """
 
