@@ -108,3 +108,18 @@ def test_cli_trains_and_resumes(tmp_path, capsys):
     assert "steps 1->2" in capsys.readouterr().out
     assert main(["train", "--preset", "nope", "--out", str(out)]) == 2
     assert "unknown training preset" in capsys.readouterr().err
+
+
+def test_validation_footprints_drop_duplicates_of_a_surer_query():
+    from rtcal.detect.validate import footprints_from_outputs
+
+    masks = torch.full((3, 16, 16), -10.0)
+    masks[0, 4:7, 4:7] = 10.0  # a cell
+    masks[1, 4:7, 4:8] = 10.0  # the same cell, less sure: suppressed
+    masks[2, 10:13, 10:13] = 10.0  # another cell
+    logits = torch.tensor([3.0, 2.0, 1.0])
+    fp, scores = footprints_from_outputs(logits, masks, 64)
+    assert fp.shape == (2, 64, 64)
+    np.testing.assert_allclose(scores, torch.sigmoid(logits[[0, 2]]).numpy(), rtol=1e-6)
+    fp_all, _ = footprints_from_outputs(logits, masks, 64, nms_iou=1.01)
+    assert len(fp_all) == 3

@@ -46,6 +46,9 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
         metavar="T",
         help="simulated frames, looped (default 600)",
     )
+    lat.add_argument("--detector", choices=("seed", "learned"), default="seed",
+                     help="the engine's detector (initialisation and re-runs)")
+    lat.add_argument("--weights", metavar="PATH", help="learned detector weights")
     lat.add_argument("--search", action="store_true", help="search the highest sustained rate")
     lat.add_argument("--trial", type=float, default=3.0, metavar="S", help="seconds per rate")
     lat.add_argument("--max-hz", type=float, default=5000.0, help="upper end of the search")
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         trial_s=args.trial,
         search_max_hz=args.max_hz,
         config_path=args.config or "",
+        detector=args.detector,
+        weights=args.weights or "",
     )
     report = run_latency_bench(cfg)
     main_, warm = report["main"], report["warmup"]

@@ -39,20 +39,40 @@ class ValidationScores:
 
 
 def footprints_from_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, size: int,
-                            score_threshold: float = 0.5, mask_threshold: float = 0.5
-                            ) -> tuple[np.ndarray, np.ndarray]:
+                            score_threshold: float = 0.5, mask_threshold: float = 0.5,
+                            nms_iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Footprints (N, size, size) float32 and scores (N,) of one window's confident queries.
 
     class_logits (Q,); mask_logits (Q, size/4, size/4). A footprint is the mask
-    probability where it reaches ``mask_threshold`` and 0 elsewhere; empty ones are dropped.
+    probability where it reaches ``mask_threshold`` and 0 elsewhere; empty ones are
+    dropped, and so is one whose mask overlaps a surer one's with IoU >= ``nms_iou``
+    (the suppression ``LearnedDetector`` applies, so that validation scores what
+    the detector would propose).
     """
     scores = class_logits.sigmoid()
     keep = scores >= score_threshold
     probs = masks_at(mask_logits[keep].float(), (size, size))
     probs = torch.where(probs >= mask_threshold, probs, torch.zeros_like(probs))
+    scores = scores[keep]
     nonempty = probs.flatten(1).amax(1) > 0
-    return (probs[nonempty].cpu().numpy().astype(np.float32),
-            scores[keep][nonempty].cpu().numpy().astype(np.float32))
+    probs, scores = probs[nonempty], scores[nonempty]
+    kept = _suppress((probs > 0).flatten(1).cpu().numpy(), scores.cpu().numpy(), nms_iou)
+    return (probs[kept].cpu().numpy().astype(np.float32),
+            scores[kept].cpu().numpy().astype(np.float32))
+
+
+def _suppress(masks: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the masks (N, P) bool kept by greedy mask-IoU suppression, surest first."""
+    kept: list[int] = []
+    area = masks.sum(1)
+    for i in np.argsort(-scores, kind="stable"):
+        if kept:
+            inter = (masks[kept] & masks[i]).sum(1)
+            iou = inter / np.maximum(area[kept] + area[i] - inter, 1)
+            if iou.max() >= iou_threshold:
+                continue
+        kept.append(int(i))
+    return np.asarray(kept, np.int64)
 
 
 def _results(footprints: np.ndarray, sample: TrainSample, background_sigma_px: float

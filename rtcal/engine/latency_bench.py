@@ -43,7 +43,8 @@ class LatencyBenchConfig:
     measurement; duration_s: its length after warm-up; init_frames,
     detect_every_frames, radius_px: the engine's settings; search: also search the
     highest sustained rate (trials of trial_s from fps_hz up to search_max_hz);
-    rules: trigger rules given to the engine (an event per frame that fires)."""
+    rules: trigger rules given to the engine (an event per frame that fires);
+    detector, weights: the engine's detector ("seed" or "learned") and weights."""
 
     height: int = 256
     width: int = 256
@@ -59,6 +60,8 @@ class LatencyBenchConfig:
     search_max_hz: float = 5000.0
     seed: int = 0
     config_path: str = ""
+    detector: str = "seed"
+    weights: str = ""
 
     def __post_init__(self) -> None:
         if self.fps_hz <= 0 or self.duration_s <= 0 or self.trial_s <= 0:
@@ -108,6 +111,7 @@ def start_engine_process(cfg: LatencyBenchConfig) -> tuple[subprocess.Popen, dic
         "oldest",
     ]
     cmd += [a for n in ("frames", "results", "events", "control") for a in (f"--{n}", any_port)]
+    cmd += ["--detector", cfg.detector] + (["--weights", cfg.weights] if cfg.weights else [])
     config_path = cfg.config_path or _default_config()
     cmd += ["--config", config_path]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
