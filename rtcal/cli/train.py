@@ -62,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             trainer.resume(args.resume)
         report_start(trainer, args)
+        first_step = trainer.step
         start = time.perf_counter()
         paths = run_training(trainer, args.out, plot=not args.no_plot)
     finally:
         trainer.close()
-    report_end(trainer, paths, (time.perf_counter() - start) / 60)
+    report_end(trainer, paths, (time.perf_counter() - start) / 60, first_step)
     return 0
 
 
@@ -80,10 +81,11 @@ def report_start(trainer, args: argparse.Namespace) -> None:
           f"device {args.device}, {torch.get_num_threads()} threads, {args.workers} data workers")
 
 
-def report_end(trainer, paths, minutes: float) -> None:
+def report_end(trainer, paths, minutes: float, first_step: int = 0) -> None:
     last = trainer.val_history[-1] if trainer.val_history else None
     if last:
         print(f"validation at step {last['step']}: F1 {last['f1']:.3f}, "
               f"median trace r {last['median_trace_corr']:.3f}")
-    print(f"trained {trainer.step} steps in {minutes:.1f} min; weights {paths.weights}, "
+    print(f"steps {first_step}->{trainer.step} (and the threshold calibration) in "
+          f"{minutes:.1f} min; weights {paths.weights}, "
           f"state {paths.state}, curve {paths.curve_png}")
