@@ -90,3 +90,13 @@ def test_demo_offline_runs_from_a_file_without_sockets(tmp_path):
 def test_demo_refuses_a_movie_too_short(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--frames", "50"]) == 2
     assert "--frames >= 100" in capsys.readouterr().err
+
+
+def test_demo_offline_with_the_learned_detector(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--offline", "--detector", "learned", "--out", str(out), "--frames",
+                 "400", "--neurons", "15", "--size", "128", "128"]) == 0
+    results = read_results(out / "results.h5")
+    assert results.attrs["detector"] == "learned" and results.n_components >= 1
+    d = json.loads((out / "eval.json").read_text())
+    assert d["n_tp"] >= 1  # the shipped weights find simulated cells (measured: 3 of 15)

@@ -48,6 +48,10 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0, metavar="HZ", help="frame rate sent")
     p.add_argument("--seed", type=int, default=7, metavar="S", help="simulation seed")
     p.add_argument(
+        "--detector", choices=("seed", "learned"), default="seed",
+        help="footprint detector: seed (classical, default) or learned (the shipped weights)",
+    )
+    p.add_argument(
         "--offline", action="store_true", help="run from a movie file, without the live engine"
     )
     return p
@@ -131,6 +135,7 @@ def _bench_config(args: argparse.Namespace, sim_cfg, config_path: Path):
         movie_frames=args.frames,
         seed=args.seed,
         config_path=str(config_path),
+        detector=args.detector,
     )
 
 
@@ -429,6 +434,7 @@ def _run_offline(args: argparse.Namespace, out: Path, console) -> int:
 
     from rtcal.cli.evaluate import print_report
     from rtcal.cli.run import print_summary, with_progress
+    from rtcal.detect.factory import make_detector
     from rtcal.engine.pipeline import pipeline_config
     from rtcal.engine.run import run_frames
     from rtcal.io import open_movie
@@ -449,13 +455,16 @@ def _run_offline(args: argparse.Namespace, out: Path, console) -> int:
     )
     radius = 0.5 * (cfg.radius_min_px + cfg.radius_max_px)
     results_path = out / "results.h5"
+    config = pipeline_config(args.fps, radius)
     with open_movie(paths.movie) as movie:
         summary = run_frames(
             with_progress(movie, console),
             results_path,
-            pipeline_config(args.fps, radius),
+            config,
             height=cfg.height,
             width=cfg.width,
+            detector=make_detector(args.detector, config),
+            attrs={"detector": args.detector},
         )
     print_summary(console, summary, results_path)
     results = read_results(results_path)
