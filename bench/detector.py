@@ -130,28 +130,35 @@ def default_weights(weights: list[str]) -> tuple[object, str]:
 
 def speed(args) -> list[tuple]:
     model, label = default_weights(args.weights)
-    print(f"speed: {label}, {args.threads} threads, {args.speed_frames}-frame 2p windows, "
-          f"tiles <= {args.tile_px} px")
+    print(f"speed: {label}, {args.threads} threads, device {args.device}, "
+          f"{args.speed_frames}-frame 2p windows, tiles <= {args.tile_px} px")
     rows = []
     for size in SPEED_SIZES:
         neurons = NEURONS_PER_256 * (size // 256) ** 2
         frames, *_ = simulate("2p", size, neurons, args.speed_frames, HELD_OUT_SEED_BASE - 1)
         window = frames.astype(np.float32)
         for runtime in args.runtimes:
-            det = LearnedDetector(model, LearnedDetectorConfig(tile_px=args.tile_px),
-                                  prefer=runtime, threads=args.threads)
-            for _ in range(2):  # warm-up: ONNX export, mask caches, first-call allocations
-                det.propose(window)
-            total, network, found = [], [], 0
+            try:
+                det = LearnedDetector(model, LearnedDetectorConfig(tile_px=args.tile_px),
+                                      device=args.device, prefer=runtime, threads=args.threads)
+                for _ in range(2):  # warm-up: export/compile, mask caches, first allocations
+                    det.propose(window)
+            except Exception as exc:  # noqa: BLE001 - a runtime that cannot run is reported
+                print(f"  {size}x{size} {runtime}: not measured ({type(exc).__name__}: {exc})")
+                continue
+            timings, found = [], 0
             for _ in range(args.runs):
                 t0 = time.perf_counter()
                 found = len(det.propose(window))
-                total.append(time.perf_counter() - t0)
-                network.append(det.last_timing.network_s)
-            rows.append((size, det.runtime.name, float(np.median(total)),
-                         float(np.median(network)), det.last_timing.n_tiles, found))
-            print(f"  {size}x{size} {det.runtime.name}: {rows[-1][2]:.2f} s "
-                  f"(network {rows[-1][3]:.2f} s, {rows[-1][4]} tiles, {found} found)")
+                timings.append((time.perf_counter() - t0, det.last_timing))
+            total = [t for t, _ in timings]
+            parts = [(tm.channels_s, tm.network_s, tm.footprints_s) for _, tm in timings]
+            channels_s, network_s, footprints_s = np.median(np.asarray(parts), axis=0)
+            rows.append((size, det.runtime.name, float(np.median(total)), float(channels_s),
+                         float(network_s), float(footprints_s), det.last_timing.n_tiles, found))
+            print(f"  {size}x{size} {det.runtime.name}: {rows[-1][2]:.3f} s (channels "
+                  f"{channels_s:.3f} s, network {network_s:.4f} s, footprints "
+                  f"{footprints_s:.3f} s, {rows[-1][6]} tiles, {found} found)")
     return rows
 
 
@@ -242,7 +249,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3, help="timed runs per speed point")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch and ORT)")
     p.add_argument("--runtimes", nargs="+", default=["eager", "onnx"],
-                   help="runtimes for the speed table")
+                   help="runtimes for the speed table (eager, onnx, compile, tensorrt)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (speed runs)")
     p.add_argument("--runtime", default=None, help="runtime of the ablation (default auto)")
     p.add_argument("--tile-px", type=int, default=LearnedDetectorConfig.tile_px,
                    help="largest tile side of the speed runs")
@@ -257,10 +265,12 @@ def main() -> None:
     speed_rows = [] if args.skip_speed else speed(args)
     ablation_rows = [] if args.skip_ablation else ablation(args)
     if speed_rows:
-        print("\n| window | runtime | detector s (median) | network s | tiles | found |")
-        print("| --- | --- | ---: | ---: | ---: | ---: |")
-        for size, name, total, network, tiles, found in speed_rows:
-            print(f"| {size}x{size} | {name} | {total:.2f} | {network:.2f} | {tiles} | {found} |")
+        print("\n| window | runtime | detector s (median) | channels s | network s | "
+              "footprints s | tiles | found |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for size, name, total, chan, network, fp, tiles, found in speed_rows:
+            print(f"| {size}x{size} | {name} | {total:.3f} | {chan:.3f} | {network:.4f} | "
+                  f"{fp:.3f} | {tiles} | {found} |")
     if ablation_rows:
         print(f"\n{args.windows} held-out windows per mode, 256x256, {NEURONS_PER_256} neurons, "
               f"{args.frames} frames; F1 at IoU >= 0.5 pooled; trace r median over TP pairs")

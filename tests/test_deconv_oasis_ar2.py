@@ -193,3 +193,18 @@ def test_pipeline_kinetics_for_ar2_use_priors_for_short_traces():
     tau = -1 / (FPS_HZ * np.log(d_long))
     # estimated, not the prior (measured within 28 % of the truth here)
     np.testing.assert_allclose(tau, -1 / (FPS_HZ * np.log(ar2_roots(g)[0])), rtol=0.35)
+
+
+def test_kinetics_at_high_frame_rates_keep_valid_roots():
+    # At 1 kHz a fast decay (tau 0.2 s: d = 0.995) meets the prior rise (r = 0.980),
+    # so r is clamped to d - MIN_ROOT_GAP; (g1, g2) must not then be refused for a
+    # gap a few ulps short of it (this stopped `rtcal serve` at 1000 Hz).
+    from rtcal.engine.pipeline import Pipeline, pipeline_config
+
+    noise = np.random.default_rng(0).normal(size=(5, 3000))
+    for fps in (500.0, 1000.0, 2000.0):
+        d, r = ar2_roots(estimate_ar2(noise, fps))
+        assert (d - r >= 0.02 - 1e-9).all() and (r > 0).all()
+        p = Pipeline(pipeline_config(fps, 6.0, tau_decay_s=0.2, deconv=DeconvConfig(order=2)))
+        d, r = ar2_roots(p._kinetics(noise[:, :60])[0])
+        np.testing.assert_allclose(d, np.exp(-1 / (0.2 * fps)))

@@ -60,6 +60,9 @@ from rtcal.deconv.oasis import SPIKE_FLOOR, DeconvError
 
 # d - r at least this: the closed-form sums divide by (d - r)^2.
 MIN_ROOT_GAP = 0.02
+# Coefficients built at exactly MIN_ROOT_GAP (the clamps in rtcal.deconv.ar and the
+# pipeline's priors) come back from (g1, g2) a few ulps short of it: accepted.
+_GAP_SLACK = 1e-9
 
 # One AR(2) pool: first value, last value, the two discounted data sums, d^(l-1),
 # r^(l-1), length, first frame. 64 bytes: one cache line.
@@ -86,7 +89,7 @@ def ar2_roots(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     disc = g[:, 0] ** 2 + 4 * g[:, 1]
     root = np.sqrt(np.maximum(disc, 0.0))
     d, r = (g[:, 0] + root) / 2, (g[:, 0] - root) / 2
-    ok = np.isfinite(disc) & (disc >= 0) & (r >= 0) & (d < 1) & (d - r >= MIN_ROOT_GAP)
+    ok = np.isfinite(disc) & (disc >= 0) & (r >= 0) & (d < 1) & (d - r >= MIN_ROOT_GAP - _GAP_SLACK)
     if not ok.all():
         raise DeconvError(
             "AR(2) coefficients (g1, g2) must have real roots 0 <= r < d < 1 with "

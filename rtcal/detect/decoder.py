@@ -209,12 +209,17 @@ class PredictionHead(nn.Module):
 
     def forward(self, queries: torch.Tensor, mask_features: torch.Tensor,
                 points: torch.Tensor, prior_logit: torch.Tensor) -> Prediction:
-        q = self.norm(queries)
-        batch, _, height, width = mask_features.shape
-        embed = self.mask_embed(q)  # (B, Q, M)
-        masks = (embed @ mask_features.flatten(2)).view(batch, -1, height, width)
-        masks = masks + self.shape_prior(q, points, height, width)
-        return Prediction(logits=prior_logit + self.class_embed(q)[..., 0], masks=masks)
+        # float32 even under fp16 autocast: the mask logits' signs gate the next
+        # layer's masked attention, and the dot product sums mask_dim terms
+        with torch.autocast(queries.device.type, enabled=False):
+            q = self.norm(queries.float())
+            mask_features = mask_features.float()
+            batch, _, height, width = mask_features.shape
+            embed = self.mask_embed(q)  # (B, Q, M)
+            masks = (embed @ mask_features.flatten(2)).view(batch, -1, height, width)
+            masks = masks + self.shape_prior(q, points.float(), height, width)
+            logits = prior_logit.float() + self.class_embed(q)[..., 0]
+        return Prediction(logits=logits, masks=masks)
 
 
 class MaskDecoder(nn.Module):
