@@ -26,15 +26,22 @@ def test_find_new_keeps_only_proposals_unlike_every_component():
     proposals = np.stack(
         [
             _disc(shape, (10, 11), 5),  # the first component, shifted 1 px: IoU > 0.5
-            _disc(shape, (30, 34), 5),  # the second, shifted 4 px: IoU < 0.5 -> new
+            _disc(shape, (30, 34), 5),  # the second, shifted 4 px: IoU < 0.5, but 39 %
+            #                             of it lies under the second: not new
             _disc(shape, (10, 30), 5),  # nowhere near anything -> new
+            _disc(shape, (30, 38), 5),  # a neighbour touching the second -> new
+            _disc(shape, (12, 12), 2),  # a fragment inside the first: IoU 0.16 -> not new
         ]
     )
     nov = find_new(proposals, sp.csr_matrix(existing.reshape(2, -1)))
-    np.testing.assert_array_equal(nov.new, [False, True, True])
+    np.testing.assert_array_equal(nov.new, [False, False, True, True, False])
     np.testing.assert_array_equal(nov.matched_proposal, [0])
     np.testing.assert_array_equal(nov.matched_component, [0])
     assert nov.best_iou[2] == 0 and 0 < nov.best_iou[1] < 0.5 < nov.best_iou[0]
+    assert nov.best_iou[4] < 0.5 and nov.covered[4] > 0.8 and nov.covered[3] < 0.1
+    # the IoU rule alone (max_covered 1) takes the shifted copy and the fragment
+    loose = find_new(proposals, sp.csr_matrix(existing.reshape(2, -1)), max_covered=1.01)
+    np.testing.assert_array_equal(loose.new, [False, True, True, True, True])
 
 
 def test_consecutive_tail():

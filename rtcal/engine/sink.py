@@ -63,6 +63,7 @@ class ResultsSink(threading.Thread):
         self._flush_s = flush_interval_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._born = np.zeros(0, np.int64)
+        self._retired = np.zeros(0, np.int64)  # frame column of each retirement, -1 alive
         self.n_errors = 0
         self.last_error = ""
 
@@ -115,6 +116,8 @@ class ResultsSink(threading.Thread):
         self._born = born
 
     def _frame(self, out: FrameOutput, events: list) -> None:
+        if out.retired is not None and out.retired.any():
+            self._record_retired(out.retired)
         self.writer.append_frame(
             index=out.index,
             traces=out.denoised,
@@ -125,6 +128,18 @@ class ResultsSink(threading.Thread):
         )
         for e in events:
             self.writer.add_event(frame=e.frame, t_ns=e.t_ns, rule=e.rule, neurons=e.neurons)
+
+    def _record_retired(self, retired: np.ndarray) -> None:
+        """Components merged away or retired by the NMF from this frame on (their
+        footprints are zero from now; the file's rows get that at the final refresh)."""
+        w = self.writer
+        K = min(len(retired), w.n_components)
+        if len(self._retired) < K:
+            self._retired = np.r_[self._retired, np.full(K - len(self._retired), -1, np.int64)]
+        newly = np.flatnonzero(retired[:K] & (self._retired[:K] < 0))
+        if len(newly):
+            self._retired[newly] = w.n_frames_appended
+            w.set_retired(self._retired)
 
     def _close(self, attrs: dict) -> None:
         self._guard(self.writer.close)
