@@ -322,3 +322,26 @@ def test_onnx_export_matches_pytorch(tmp_path):
         assert masks.shape == (1, SMALL.n_queries, 32, 32)
         np.testing.assert_allclose(logits, ref_logits.numpy(), atol=ONNX_ATOL, rtol=0)
         np.testing.assert_allclose(masks, ref_masks.numpy(), atol=ONNX_ATOL, rtol=0)
+
+
+def test_heatmap_and_prediction_head_stay_float32_under_reduced_precision_autocast():
+    # The heatmap's top-k picks the queries and the mask logits' signs gate the next
+    # layer's attention: both are computed in float32 even under fp16/bf16 autocast
+    # (on an H200, fp16 near-ties in the heatmap picked other queries). bf16 on the
+    # CPU stands in for fp16 on CUDA: same autocast machinery, coarser rounding.
+    from detect_tiny import tiny_model
+
+    model = tiny_model().eval()
+    x = torch.randn(2, model.config.in_channels, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = model(x)
+        with torch.autocast("cpu", torch.bfloat16):
+            low = model(x)
+    assert low["centre"].dtype == torch.float32
+    assert low["masks"].dtype == low["logits"].dtype == torch.float32
+    # the backbone and FPN did run in bf16 (else this test would prove nothing)
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        feats = model.backbone(x)
+    assert any(f.dtype == torch.bfloat16 for f in (feats if isinstance(feats, (list, tuple))
+                                                  else feats.values()))
+    assert torch.isfinite(low["masks"]).all() and ref["masks"].dtype == torch.float32

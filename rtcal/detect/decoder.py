@@ -90,7 +90,11 @@ class CentreHead(nn.Module):
         nn.init.constant_(self.out.bias, -math.log((1 - CENTRE_PRIOR) / CENTRE_PRIOR))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out(F.relu(self.conv(features)))
+        # float32 under fp16 autocast: the heatmap's top-k picks the queries, and
+        # fp16 rounding (~1e-3) turns near-ties into different picks (measured on
+        # the H200: the first layer that departs from float32 is the query init)
+        with torch.autocast(features.device.type, enabled=False):
+            return self.out(F.relu(self.conv(features.float())))
 
 
 def peak_indices(centre_logits: torch.Tensor, k: int) -> torch.Tensor:
