@@ -4,12 +4,16 @@
         runs/contrastive/detector.pt                # speed + ablation (2p and 1p)
     python bench/detector.py --skip-ablation        # speed only (shipped or random weights)
     python bench/detector.py --weights W.pt --windows 2 --frames 200 --speed-frames 200
+    python bench/detector.py --skip-ablation --device cuda --runtimes eager compile
 
 Speed: simulated 2p windows of --speed-frames frames at 256 x 256 and 512 x 512
 (60 neurons per 256 x 256), the whole ``LearnedDetector.propose`` (input
 channels, tiled network, footprints) and its network part alone, median of
---runs runs after one warm-up, per runtime (eager PyTorch and ONNX Runtime),
-with --threads CPU threads (default 2, the issue's budget). Weights: the first
+--runs runs after two warm-ups, per runtime (default eager PyTorch and ONNX
+Runtime; on --device cuda also compile, tensorrt), with --threads CPU threads
+(default 2, the issue's budget); the split into input channels (computed on the
+CPU from the raw window), network and footprints is printed too. A runtime that
+cannot run here is reported and skipped. Weights: the first
 of --weights, else the shipped checkpoint, else a randomly initialised default
 network (which detects almost nothing, so footprint time is then ~0).
 

@@ -196,6 +196,10 @@ def test_engine_redetect_adds_a_neuron_that_starts_firing_late():
     assert found[0].sequence <= onset + 2 * (period + run_frames) + 30
     assert status["redetect"]["runs"] >= 4 and status["redetect"]["failed"] == 0
     assert frames[-1].n_components <= 8  # re-runs do not pile up spurious components
+    # the engine accounts for the frame loop's time outside frames, by kind
+    stalls = status["stalls"]
+    assert stalls["redetect_submit"]["n"] >= status["redetect"]["runs"]  # + one in flight
+    assert stalls["add_components"]["n"] >= 1 and stalls["add_components"]["max_ms"] > 0
 
 
 def test_confirm_needs_consecutive_runs():
@@ -211,6 +215,14 @@ def test_confirm_needs_consecutive_runs():
     assert len(cand) == 1 and np.array_equal(cand[0], c) and count.tolist() == [1]
     done, _, _ = confirm(np.stack([a]), empty, np.zeros(0, np.int64), 1)
     assert len(done) == 1
+    # the same with sparse (n, H*W) proposals, as the engine's re-runs pass them
+    flat = lambda *f: sp.csr_array(np.stack(f).reshape(len(f), -1))  # noqa: E731
+    none = sp.csr_array((0, shape[0] * shape[1]), dtype=np.float32)
+    done, cand, count = confirm(flat(a, b), none, np.zeros(0, np.int64), 2, width=shape[1])
+    assert done.shape[0] == 0 and count.tolist() == [1, 1]
+    done, cand, count = confirm(flat(b, c), cand, count, 2, width=shape[1])
+    assert done.shape[0] == 1 and np.array_equal(done.toarray()[0], b.ravel())
+    assert cand.shape[0] == 1 and np.array_equal(cand.toarray()[0], c.ravel())
 
 
 def test_detector_process_proposes_what_the_detector_does(movie):
@@ -221,14 +233,19 @@ def test_detector_process_proposes_what_the_detector_does(movie):
     window = movie[0][:100].astype(np.float32)
     expected = detector.propose(window).footprints
     proc = DetectorProcess(detector)
+
+    def dense(fp):  # the process answers sparse (n, H*W)
+        return fp.toarray().reshape(-1, *window.shape[1:])
+
     try:
         got = proc.propose(window)
         again = proc.propose(window[50:])  # the shared block is reused for a smaller window
         with pytest.raises(DetectorProcessError, match="T >= 10"):
             proc.propose(window[:3])  # the child reports the detector's error and lives on
-        np.testing.assert_array_equal(proc.propose(window), expected)
+        np.testing.assert_array_equal(dense(proc.propose(window)), expected)
     finally:
         proc.close()
     assert len(expected) >= 1
-    np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(again, detector.propose(window[50:]).footprints)
+    assert got.shape == (len(expected), window.shape[1] * window.shape[2])
+    np.testing.assert_array_equal(dense(got), expected)
+    np.testing.assert_array_equal(dense(again), detector.propose(window[50:]).footprints)

@@ -9,7 +9,7 @@ a thread, 20 ms with it in this child process, 13-20 ms with no detector
 memory block (allocated at the first run, reused), the child (started with
 "spawn", so no engine threads or sockets are inherited, and ``nice``d so that
 the frame loop wins a contended core) runs ``detector.propose`` on a view of
-it, and only the proposed footprints come back through a pipe.
+it, and only the proposed footprints come back through a pipe, sparse.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
+import scipy.sparse as sp
 
 from rtcal.detect.proposal import FootprintProposer
 from rtcal.errors import RtcalError
@@ -47,7 +48,9 @@ def _child(conn, detector: FootprintProposer, niceness: int) -> None:  # pragma:
                 blocks[name] = shared_memory.SharedMemory(name=name)
             frames = np.ndarray(shape, np.float32, buffer=blocks[name].buf)
             fp = np.asarray(detector.propose(frames).footprints, np.float32)
-            conn.send(("ok", fp))
+            # sparse: the dense (n, H, W) is ~1 MB per footprint at 512 x 512, and the
+            # parent unpickles what it gets holding the GIL
+            conn.send(("ok", sp.csr_array(fp.reshape(len(fp), -1))))
         except (RtcalError, ValueError, np.linalg.LinAlgError, MemoryError) as e:
             conn.send(("error", f"{type(e).__name__}: {e}"))
     for block in blocks.values():
@@ -69,8 +72,8 @@ class DetectorProcess:
         child_conn.close()
         self._shm: shared_memory.SharedMemory | None = None
 
-    def propose(self, frames: np.ndarray) -> np.ndarray:
-        """frames: float (T, H, W) -> proposed footprints float32 (n, H, W)."""
+    def propose(self, frames: np.ndarray) -> sp.csr_array:
+        """frames: float (T, H, W) -> proposed footprints, sparse float32 (n, H*W)."""
         if self._shm is None or self._shm.size < frames.size * 4:
             self._release()
             self._shm = shared_memory.SharedMemory(create=True, size=frames.size * 4)

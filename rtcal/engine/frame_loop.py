@@ -45,6 +45,25 @@ from rtcal.net.events import Event
 from rtcal.net.results import FrameResult
 
 ADD_PER_FRAME = 4  # detected components added between two frames, at most
+ADD_BUDGET_S = 0.010  # ... and fewer when the last additions cost more than this per frame
+KEYFRAME_CATCH_UP = 4  # frames held back during a snapshot pushed per frame, besides its own
+
+
+class StallLog:
+    """Time the frame loop spends on work other than frames, by kind: how often,
+    in all and the longest (ms). Any of these delays every frame waiting behind it."""
+
+    def __init__(self) -> None:
+        self._stats: dict[str, list[float]] = {}
+
+    def add(self, kind: str, seconds: float) -> None:
+        n, total, worst = self._stats.get(kind, (0, 0.0, 0.0))
+        ms = 1e3 * seconds
+        self._stats[kind] = [n + 1, total + ms, max(worst, ms)]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {k: {"n": int(n), "total_ms": round(t, 1), "max_ms": round(w, 1)}
+                for k, (n, t, w) in sorted(self._stats.items())}
 
 
 @dataclass(frozen=True)
@@ -105,7 +124,9 @@ class FrameLoop(threading.Thread):
         self._taken: threading.Event | None = None
         self._to_add: deque[np.ndarray] = deque()  # detected components not added yet
         self._to_add_window: np.ndarray | None = None
+        self._add_seconds_each = 0.0  # what the last addition cost per component
         self._last_sequence = 0
+        self.stalls = StallLog()
 
     # ------------------------------------------------------------- state
     @property
@@ -218,13 +239,19 @@ class FrameLoop(threading.Thread):
         if self.redetector is not None:
             result = self.redetector.poll()
             if result is not None:
+                t0 = time.perf_counter()
                 self._add_detected(result)
+                self.stalls.add("redetect_result", time.perf_counter() - t0)
             if self._to_add:
+                t0 = time.perf_counter()
                 self._add_some()
+                self.stalls.add("add_components", time.perf_counter() - t0)
         if self.pipeline.initialised and time.monotonic() >= self._next_refresh:
             self._next_refresh = time.monotonic() + self.config.footprint_refresh_s
             if self.components.n_components:
+                t0 = time.perf_counter()
                 self._send_footprints(self._last_sequence, new_set=False, to_file=False)
+                self.stalls.add("footprint_refresh", time.perf_counter() - t0)
 
     def _add_detected(self, r: RedetectResult) -> None:
         self.redetect_seconds.append(r.seconds)
@@ -236,11 +263,17 @@ class FrameLoop(threading.Thread):
         self._to_add_window = r.window
 
     def _add_some(self) -> None:
-        """Add up to ADD_PER_FRAME detected components: each addition stalls the frame
-        loop (measured at 256 x 256, K ~ 30: ~10 ms + 2.5 ms per component)."""
-        n = min(ADD_PER_FRAME, len(self._to_add))
+        """Add a few detected components: each addition stalls the frame loop
+        (measured at 256 x 256, K ~ 30: ~10 ms + 2.5 ms per component; at 512 x 512,
+        K ~ 250: ~105 ms for 4). As many as the last additions say fit in
+        ADD_BUDGET_S, at least one, at most ADD_PER_FRAME."""
+        per_component = self._add_seconds_each
+        fit = int(ADD_BUDGET_S / per_component) if per_component > 0 else 1
+        n = max(1, min(ADD_PER_FRAME, fit, len(self._to_add)))
         batch = np.stack([self._to_add.popleft() for _ in range(n)])
+        t0 = time.perf_counter()
         added = self.pipeline.add_components(batch, self._to_add_window)
+        self._add_seconds_each = (time.perf_counter() - t0) / n
         self.n_redetect_added += len(added)
 
     # ------------------------------------------------------------- output
@@ -248,7 +281,9 @@ class FrameLoop(threading.Thread):
         for out in outputs:
             meta = self._pending.pop(out.index)
             if self.components.changed(len(out.traces), len(out.added), out.retired):
+                t0 = time.perf_counter()
                 self._send_footprints(out.index, new_set=True)
+                self.stalls.add("new_component_set", time.perf_counter() - t0)
             t0 = time.perf_counter_ns()
             events = self.triggers.step(
                 out.index, time.time_ns(), out.dff, out.spikes, out.denoised
@@ -325,17 +360,25 @@ class FrameLoop(threading.Thread):
         self._deferred.append((out.index, corrected))
         if self._taken is not None and not self._taken.is_set():
             return  # the detector's worker is copying the buffer: push these later
-        for index, frame in self._deferred:
+        # frames held back while the detector's worker copied the buffer go in a few
+        # per frame (in order), not all at once: at 512 x 512 a push costs ~0.8 ms
+        n = min(len(self._deferred), 1 + KEYFRAME_CATCH_UP)
+        t0 = time.perf_counter()
+        for index, frame in self._deferred[:n]:
             self.keyframes.push(index, frame)
-        self._deferred.clear()
+        if n > 1:
+            self.stalls.add("keyframe_catch_up", time.perf_counter() - t0)
+        del self._deferred[:n]
         self._taken = None
         self._since_detect += 1
         if self._since_detect >= self.config.detect_every_frames and not self.redetector.busy:
             self._since_detect = 0
+            t_submit = time.perf_counter()
             existing = footprint_csr(self.pipeline).copy()
             self._taken = threading.Event()
             job = RedetectJob(out.index, self.keyframes.snapshot, existing, self._taken)
             self.redetector.submit(job)
+            self.stalls.add("redetect_submit", time.perf_counter() - t_submit)
 
     # ------------------------------------------------------------ the end
     def _finish(self) -> None:

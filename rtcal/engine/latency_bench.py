@@ -301,7 +301,8 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
         },
         "main": main,
         "search": search,
-        "engine": {k: status[k] for k in ("counters", "n_components", "redetect", "latency_ms")},
+        "engine": {k: status[k] for k in ("counters", "n_components", "redetect", "latency_ms",
+                                          "stalls")},
     }
 
 

@@ -263,6 +263,7 @@ class Engine:
                 "added": loop.n_redetect_added,
                 "seconds": list(loop.redetect_seconds[-20:]),
             },
+            "stalls": loop.stalls.summary(),
             "triggers": self.triggers.status(),
             "results_path": self.config.results_path,
         }

@@ -38,14 +38,20 @@ class Novelty:
 
 
 def find_new(
-    proposals: np.ndarray, existing: sp.csr_matrix | sp.csr_array, min_iou: float = 0.5,
-    max_covered: float = 0.3,
+    proposals: np.ndarray | sp.csr_array, existing: sp.csr_matrix | sp.csr_array,
+    min_iou: float = 0.5, max_covered: float = 0.3, *, width: int | None = None,
 ) -> Novelty:
-    """proposals: float (n, H, W); existing: sparse (K, H*W) current footprints."""
+    """proposals: float (n, H, W), or sparse (n, H*W) with the frame's ``width``;
+    existing: sparse (K, H*W) current footprints."""
     n = proposals.shape[0]
-    prop = binarise(sp.csr_array(proposals.reshape(n, -1)))
+    if sp.issparse(proposals):
+        if width is None:
+            raise ValueError("find_new: sparse proposals need the frame width")
+        prop = binarise(sp.csr_array(proposals))
+    else:
+        prop = binarise(sp.csr_array(proposals.reshape(n, -1)))
+        width = proposals.shape[2] if proposals.ndim == 3 else 1
     have = binarise(sp.csr_array(existing))
-    width = proposals.shape[2] if proposals.ndim == 3 else 1
     matching = match_masks(prop, have, width, MAIN)
     iou = iou_pairs(prop, have)
     best = np.zeros(n)

@@ -82,21 +82,26 @@ def ordered_window(snapshot) -> tuple[np.ndarray, np.ndarray]:
 
 
 def confirm(
-    new: np.ndarray, candidates: np.ndarray, counts: np.ndarray, confirm_runs: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split this run's new proposals (n, H, W) into confirmed ones and candidates.
+    new, candidates, counts: np.ndarray, confirm_runs: int, *, width: int | None = None
+) -> tuple:
+    """Split this run's new proposals into confirmed ones and candidates.
 
-    candidates, counts: the previous run's unconfirmed proposals and how many
-    consecutive runs proposed each. A proposal matching a candidate (IoU >= 0.5)
-    continues its count. Returns (confirmed, next candidates, their counts).
+    new, candidates: dense (n, H, W) or sparse (n, H*W) with the frame's
+    ``width``; counts: how many consecutive runs proposed each candidate. A
+    proposal matching a candidate (IoU >= 0.5) continues its count. Returns
+    (confirmed, next candidates, their counts), as ``new`` is given.
     """
-    count = np.ones(len(new), np.int64)
-    if len(new) and len(candidates):
-        flat = sp.csr_matrix(candidates.reshape(len(candidates), -1))
-        nov = find_new(new, flat)
+    n, n_cand = new.shape[0], candidates.shape[0]
+    count = np.ones(n, np.int64)
+    if n and n_cand:
+        if sp.issparse(new):
+            nov = find_new(new, sp.csr_array(candidates), width=width)
+        else:
+            nov = find_new(new, sp.csr_matrix(candidates.reshape(n_cand, -1)))
         count[nov.matched_proposal] = counts[nov.matched_component] + 1
     done = count >= confirm_runs
-    return new[done], new[~done], count[~done]
+    keep, later = np.flatnonzero(done), np.flatnonzero(~done)
+    return new[keep], new[later], count[later]
 
 
 class Redetector(threading.Thread):
@@ -117,7 +122,7 @@ class Redetector(threading.Thread):
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._busy = threading.Event()
-        self._candidates = np.zeros((0, 0, 0), np.float32)
+        self._candidates = sp.csr_array((0, 0), dtype=np.float32)  # sparse (n, H*W)
         self._counts = np.zeros(0, np.int64)
         self.n_runs = 0
         self.n_skipped = 0
@@ -180,25 +185,32 @@ class Redetector(threading.Thread):
             frames, window = ordered_window(job.snapshot())
         finally:
             job.taken.set()
+        H, W = frames.shape[1:]
+        # proposals stay sparse (n, H*W) here: dense, 300 of them at 512 x 512 are
+        # 300 MB, and converting or unpickling that holds the GIL (measured 156 ms
+        # for the unpickling alone), which stalls the engine's ingest and frame loop
         if self._process is not None:
             fp = self._process.propose(frames)
         else:
-            fp = np.asarray(self.detector.propose(frames).footprints, np.float32)
+            dense = np.asarray(self.detector.propose(frames).footprints, np.float32)
+            fp = sp.csr_array(dense.reshape(len(dense), H * W))
         n_matched = 0
         new = fp
-        if len(fp) and job.existing.shape[0]:
-            nov = find_new(fp, job.existing, self.min_iou)
-            new, n_matched = fp[nov.new], len(nov.matched_proposal)
+        if fp.shape[0] and job.existing.shape[0]:
+            nov = find_new(fp, job.existing, self.min_iou, width=W)
+            new, n_matched = fp[np.flatnonzero(nov.new)], len(nov.matched_proposal)
+        if self._candidates.shape[1] != H * W:
+            self._candidates = sp.csr_array((0, H * W), dtype=np.float32)
         confirmed, self._candidates, self._counts = confirm(
-            new, self._candidates, self._counts, self.confirm_runs
+            new, self._candidates, self._counts, self.confirm_runs, width=W
         )
         return RedetectResult(
             job.sequence,
-            np.ascontiguousarray(confirmed),
+            confirmed.toarray().reshape(-1, H, W).astype(np.float32, copy=False),
             window,
-            len(fp),
+            fp.shape[0],
             n_matched,
-            len(self._candidates),
+            self._candidates.shape[0],
             job.existing.shape[0],
             time.perf_counter() - t0,
         )
