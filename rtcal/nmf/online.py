@@ -150,6 +150,11 @@ class OnlineNMF:
             self.baseline = temporal_median(init_frames).reshape(-1)
             self.B = cosine_basis(H, W, config.n_background)
         self._bg_proj = np.zeros(self.B.shape[0])
+        # fixed with B: reused by every _rebuild (a component added at 512 x 512
+        # recomputed them, ~10 ms of each addition's stall in the live engine)
+        self._BT = np.ascontiguousarray(self.B.T)  # (P, nb) float32
+        B64 = self.B.astype(np.float64)
+        self._BBT = B64 @ B64.T
         self._residual = np.zeros(H * W, np.float32)
         self.buffer = ResidualBuffer(max(5, int(round(config.residual_s * fps_hz))), H, W)
         self.n_frames = 0
@@ -184,10 +189,10 @@ class OnlineNMF:
         K, nb = self.A.n_components, self.B.shape[0]
         G = np.zeros((K + nb, K + nb))
         G[:K, :K] = self.A.gram()
-        AB = (csr @ self.B.T).astype(np.float64)
+        AB = (csr @ self._BT).astype(np.float64)
         G[:K, K:] = AB
         G[K:, :K] = AB.T
-        G[K:, K:] = self.B.astype(np.float64) @ self.B.T
+        G[K:, K:] = self._BBT
         self._G = G
         self._nonneg = np.r_[np.ones(K, bool), np.zeros(nb, bool)]
 
