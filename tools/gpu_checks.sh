@@ -3,12 +3,13 @@
 #
 #     bash tools/gpu_checks.sh [DIR] [PART ...]
 #
-# PART is any of: tests online detector latency train-probe (default: all).
+# PART is any of: tests online detector fp16 latency train-probe (default: all).
 #   tests        pytest -m gpu (CuPy kernels and device step vs the NumPy/Numba
 #                references, CUDA graphs, detector runtimes vs eager)
 #   online       bench/online.py --backend cuda at 256/60, 512/300, 512/1000,
 #                with and without CUDA graphs
 #   detector     bench/detector.py speed on CUDA (eager fp32, torch.compile fp16)
+#   fp16         tools/detector_fp16_diag.py: where fp16 outputs depart from float32
 #   latency      rtcal bench latency with the cuda backend, 512x512, 1000 neurons, 1 kHz
 #   train-probe  seconds per training step of the default and gpu presets on CUDA
 # Each part runs under its own time limit and a failure does not stop the rest;
@@ -16,7 +17,7 @@
 set -u
 DIR=${1:-gpu-logs}
 shift || true
-PARTS=${*:-tests online detector latency train-probe}
+PARTS=${*:-tests online detector fp16 latency train-probe}
 mkdir -p "$DIR"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -46,6 +47,9 @@ for part in $PARTS; do
         step online_512_1000_graphs 180 $PY bench/online.py --backend cuda --cuda-graphs --sizes 512 --neurons 1000 --runs 2 ;;
     detector)
         step detector_cuda 300 $PY bench/detector.py --skip-ablation --device cuda --runtimes eager compile --threads 8 --runs 5 ;;
+    fp16)
+        step fp16_diag_tiny 150 $PY tools/detector_fp16_diag.py
+        step fp16_diag_shipped 150 $PY tools/detector_fp16_diag.py --shipped ;;
     latency)
         printf 'backend = "cuda"\n' >"$DIR/cuda.toml"
         step latency_cuda_1khz 240 $PY -m rtcal bench latency --config "$DIR/cuda.toml" --size 512 512 --neurons 1000 --fps 1000 --duration 30 --detect-every 0 --json "$DIR/latency_cuda.json" ;;
