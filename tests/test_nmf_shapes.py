@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from rtcal.nmf.footprints import FootprintSet, support_of
+from rtcal.nmf.footprints import FootprintSet, support_of, support_of_reference
 from rtcal.nmf.shapes import (
     overlap_lists,
     refine_footprints,
@@ -132,3 +132,17 @@ def test_silent_components_are_left_alone():
         np.zeros(fs.height * fs.width),
     )
     assert n == 0 and np.array_equal(data, fs.csr.data)
+
+
+def test_support_dilated_in_its_box_equals_the_whole_frame_dilated():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        fp = np.zeros((40, 50), np.float32)
+        y, x = rng.integers(0, 40), rng.integers(0, 50)  # at the edges too
+        h, w = rng.integers(1, 9, 2)
+        block = fp[y : y + h, x : x + w]  # cut at the edges
+        block[:] = rng.random(block.shape) * (rng.random(block.shape) > 0.3)
+        for margin in (0, 1, 2, 5):
+            np.testing.assert_array_equal(support_of(fp, margin), support_of_reference(fp, margin))
+    empty = np.zeros((10, 10), np.float32)
+    assert not support_of(empty, 3).any()

@@ -17,7 +17,27 @@ from scipy import ndimage
 
 
 def support_of(footprint: np.ndarray, margin_px: int) -> np.ndarray:
-    """Pixels a footprint may occupy: where it is > 0, dilated by margin_px. bool (H, W)."""
+    """Pixels a footprint may occupy: where it is > 0, dilated by margin_px. bool (H, W).
+
+    Dilated within the footprint's bounding box grown by the margin (the same
+    pixels as dilating the whole frame, whose outside counts as 0 either way): a
+    whole 512 x 512 frame took 2 ms per component added."""
+    inside = footprint > 0
+    if margin_px <= 0:
+        return inside
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if not rows.size:
+        return inside
+    m = int(margin_px)
+    box = (slice(max(rows[0] - m, 0), rows[-1] + m + 1),
+           slice(max(cols[0] - m, 0), cols[-1] + m + 1))
+    out = np.zeros_like(inside)
+    out[box] = ndimage.binary_dilation(inside[box], iterations=m)
+    return out
+
+
+def support_of_reference(footprint: np.ndarray, margin_px: int) -> np.ndarray:
+    """Plain version of :func:`support_of`: the whole frame dilated."""
     inside = footprint > 0
     if margin_px <= 0:
         return inside
