@@ -56,6 +56,7 @@ from rtcal.detect.model import build_detector, load_detector  # noqa: E402
 from rtcal.detect.standalone import detect_window, to_results  # noqa: E402
 from rtcal.detect.train_data import VALIDATION_SEED_BASE  # noqa: E402
 from rtcal.engine.pipeline import pipeline_config  # noqa: E402
+from rtcal.errors import RtcalError  # noqa: E402
 from rtcal.metrics import evaluate, truth_from_arrays  # noqa: E402
 from rtcal.sim import Simulation, make_config, static_truth  # noqa: E402
 
@@ -147,7 +148,7 @@ def speed(args) -> list[tuple]:
                                       device=args.device, prefer=runtime, threads=args.threads)
                 for _ in range(2):  # warm-up: export/compile, mask caches, first allocations
                     det.propose(window)
-            except Exception as exc:  # noqa: BLE001 - a runtime that cannot run is reported
+            except (RtcalError, RuntimeError, ImportError) as exc:  # cannot run here: said
                 print(f"  {size}x{size} {runtime}: not measured ({type(exc).__name__}: {exc})")
                 continue
             timings, found = [], 0

@@ -4,6 +4,7 @@ import numpy as np
 
 from rtcal.engine.pipeline import FrameOutput
 from rtcal.engine.sink import ResultsSink
+from rtcal.metrics import truth_from_arrays
 from rtcal.metrics.evaluate import evaluate
 from rtcal.net.footprints import FootprintUpdate
 from rtcal.store import read_results
@@ -47,9 +48,6 @@ def test_retirements_reach_the_file_and_are_not_scored(tmp_path):
     r = read_results(path)
     np.testing.assert_array_equal(r.retired_frame, [-1, 5, -1])
     # scored against the two cells that are alive, the retired row is no false positive
-    truth_fp = fp[[0, 2]]
-    from rtcal.metrics import truth_from_arrays
-
-    truth = truth_from_arrays(truth_fp, np.ones((2, r.n_frames), np.float32))
+    truth = truth_from_arrays(fp[[0, 2]], np.ones((2, r.n_frames), np.float32))
     scores = evaluate(r, truth).main
     assert (scores.n_est, scores.n_fp) == (2, 0)
