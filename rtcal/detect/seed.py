@@ -22,6 +22,7 @@ from scipy import ndimage
 from rtcal.buffer.summary import local_correlation, noise_std, temporal_median
 from rtcal.detect.bandpass import dog_filter
 from rtcal.detect.proposal import Proposal
+from rtcal.detect.soma import SomaGate
 from rtcal.errors import RtcalError
 
 
@@ -38,7 +39,9 @@ class SeedConfig:
         peak-to-noise of the band-passed movie above both.
     min_morph_z: a resting-fluorescence seed needs its band-passed mean image
         this many robust standard deviations above the field.
-    min_area_frac, max_area_frac: accepted footprint area relative to pi r^2.
+    min_area_frac, max_area_frac, max_elongation: the soma gate
+        (``rtcal.detect.soma``): accepted footprint area relative to pi r^2 and
+        largest ratio of the mask's principal axes.
     max_overlap_iou: a candidate overlapping an accepted footprint more than
         this (IoU of the 0.2 x max masks) is a duplicate.
     max_components: stop after this many.
@@ -48,8 +51,9 @@ class SeedConfig:
     min_corr: float = 0.2
     min_pnr: float = 5.0
     min_morph_z: float = 3.0
-    min_area_frac: float = 0.3
+    min_area_frac: float = 0.5
     max_area_frac: float = 3.0
+    max_elongation: float = 2.0
     max_overlap_iou: float = 0.3
     max_components: int = 5000
 
@@ -65,6 +69,8 @@ class SeedConfig:
                 f"need 0 < min_area_frac < max_area_frac, got "
                 f"{self.min_area_frac}, {self.max_area_frac}"
             )
+        if not self.max_elongation >= 1:
+            raise SeedConfigError(f"max_elongation must be >= 1, got {self.max_elongation}")
         if not 0 < self.max_overlap_iou <= 1:
             raise SeedConfigError(f"max_overlap_iou must be in (0, 1], got {self.max_overlap_iou}")
         if self.max_components < 1:
@@ -84,6 +90,8 @@ class SeedDetector:
 
     def __init__(self, config: SeedConfig | None = None) -> None:
         self.config = config or SeedConfig()
+        c = self.config
+        self.gate = SomaGate(c.radius_px, c.min_area_frac, c.max_area_frac, c.max_elongation)
 
     def propose(self, window: np.ndarray) -> Proposal:
         if window.ndim != 3 or window.shape[0] < 10:
@@ -127,7 +135,6 @@ class SeedDetector:
         c = self.config
         H, W = mean.shape
         half = int(np.ceil(2.5 * c.radius_px))
-        area = np.pi * c.radius_px**2
         taken = np.zeros((H, W), dtype=bool)
         accepted: list[tuple[np.ndarray, tuple[slice, slice], float]] = []
         for seed in seeds:
@@ -145,9 +152,9 @@ class SeedDetector:
             patch = clean_footprint(patch, centre)
             if patch is None:
                 continue
-            mask = patch >= 0.2
-            if not c.min_area_frac * area <= mask.sum() <= c.max_area_frac * area:
+            if self.gate.why_not_patch(patch) is not None:
                 continue
+            mask = patch >= 0.2
             overlap = (mask & taken[box]).sum()
             if overlap > c.max_overlap_iou * mask.sum():
                 continue

@@ -355,7 +355,7 @@ class Pipeline:
         t0 = time.perf_counter_ns()
         moved = self._motion.step(frame)
         t1 = time.perf_counter_ns()
-        step = self._nmf.step(moved.corrected)
+        step = self._nmf.step(moved.corrected, moved.invented_border)
         t2 = time.perf_counter_ns()
         if len(step.added):
             self._deconv.add_components(*self._kinetics(step.added_traces))

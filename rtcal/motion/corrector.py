@@ -74,6 +74,24 @@ class MotionStep:
     quality: FrameQuality = FrameQuality.OK
     patch_shifts: np.ndarray | None = None
 
+    @property
+    def invented_border(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right): rows and columns of ``corrected`` at each
+        edge that hold no measured pixel, only the replicated edge (registration
+        reads the frame at (y + dy, x + dx)). Piecewise: the largest patch shift
+        towards each edge. Their content is invented: the online NMF keeps it out
+        of the residual, where a sustained drift made it look like new cells."""
+        shifts = (
+            np.asarray(self.patch_shifts, np.float64).reshape(-1, 2)
+            if self.patch_shifts is not None
+            else np.asarray([self.shift], np.float64)
+        )
+        dy, dx = shifts[:, 0], shifts[:, 1]
+        return tuple(
+            int(np.ceil(max(0.0, float(v)) - 1e-6))
+            for v in (-dy.min(), dy.max(), -dx.min(), dx.max())
+        )
+
 
 @dataclass(frozen=True)
 class _Measured:

@@ -20,7 +20,10 @@ than retire_min_area_frac x pi r^2 pixels at >= 0.2 x its maximum) or when
 its trace has stayed at or below SILENT_SD x its noise level for
 retire_silent_s (a cell at rest crosses that level in about a third of its
 frames; a cell that is gone, or whose fluorescence the model now explains by
-another component, sits at 0). Resting cells that never fire are kept. Known
+another component, sits at 0). It is retired too when its refined footprint
+has become elongated like a neurite (``rtcal.detect.soma``, soma_max_elongation;
+a soma's area is checked only at birth: refined footprints of real cells
+sharpen or spread between 0.3 and 3 x pi r^2). Resting cells that never fire are kept. Known
 limit: the static baseline image is each pixel's median over the first frames,
 calcium included, so a very active cell sits below it between bursts, its trace
 clamped at 0, and looks gone too (a 3 s window retired 3 of 12 such cells in
@@ -43,6 +46,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from rtcal.detect.soma import SomaGate
 
 SILENT_SD = 0.5  # a trace at or below this many noise sigmas counts as silent
 DUPLICATE_OVERLAP = 0.9  # footprints this alike cannot be two somata
@@ -115,8 +120,15 @@ class Curator:
     residual (:func:`pixel_noise`); t: the NMF's frame count now.
     """
 
-    def __init__(self, config, fps_hz: float, recent: np.ndarray, noise_px: float, t: int):
+    def __init__(
+        self, config, fps_hz: float, recent: np.ndarray, noise_px: float, t: int,
+        width: int = 0,
+    ):
         self.config = config
+        self.width = int(width)  # frame width, for the shape of a footprint (0: unchecked)
+        # Only elongation retires a grown component: a real cell's refined footprint
+        # can sharpen or spread (0.3-3 x pi r^2 at 0.2 x max) without being wrong.
+        self.gate = SomaGate(config.radius_px, 0.0, math.inf, config.soma_max_elongation)
         self.noise_px = float(noise_px)
         self.length = max(MIN_WINDOW_FRAMES, int(round(config.merge_window_s * fps_hz)))
         self.silent_frames = int(round(config.retire_silent_s * fps_hz))
@@ -223,18 +235,25 @@ class Curator:
         partners: np.ndarray,
         born: np.ndarray,
         values: np.ndarray,
+        pixels: np.ndarray | None = None,
     ) -> Action | None:
         """What to do about component i at frame t, if anything.
 
         gram: float64 (K, K) footprint Gram matrix A A^T; partners: int64
         components whose supports overlap i's; born: int64 (K,) birth frames (the
         older of a pair is the one born first, then the lower index); values:
-        float (p,) i's footprint on its support.
+        float (p,) i's footprint on its support; pixels: int (p,) the support's
+        flat pixel indices (with the curator's ``width``: the footprint's shape is
+        checked by the soma gate; None: not checked).
         """
         c = self.config
         area = footprint_area(values)
         if area < max(self.min_area_px, 1):
             return Action("retire", i, -1, f"footprint collapsed to {area} px")
+        if pixels is not None and self.width:
+            why = self.gate.why_not_flat(pixels, values, self.width)
+            if why is not None:
+                return Action("retire", i, -1, f"not soma-shaped: {why}")
         if self.silent_frames and t - self.last_active[i] >= self.silent_frames:
             return Action("retire", i, -1, f"silent for {t - self.last_active[i]} frames")
         for j in partners:

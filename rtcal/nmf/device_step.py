@@ -23,6 +23,9 @@ sparse products for the single-launch kernels of :mod:`rtcal.backend.cuda`;
 ``use_graph`` then captures steps 1-4 as one CUDA graph after a first eager
 frame (and again after each change of the component set). Only the 2p
 low-rank background is ported; the 1p ring model stays on the CPU path.
+Merging and retiring (``rtcal.nmf.curation``) are not ported either: on the
+device, duplicates, dead components and neurites that grew out of the soma
+gate stay until the next detector re-run.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ import scipy.sparse as sp
 
 from rtcal.backend import Backend, cuda
 from rtcal.errors import RtcalError
-from rtcal.nmf.online import NMFStep, OnlineNMF
-from rtcal.nmf.residual import covered_core, find_candidates
+from rtcal.nmf.online import NO_BORDER, NMFStep, OnlineNMF
+from rtcal.nmf.residual import clear_border, covered_core, find_candidates
 from rtcal.nmf.xp_background import project_basis, subtract_basis
 from rtcal.nmf.xp_footprints import device_footprints
 from rtcal.nmf.xp_hals import device_schedule, hals_levels, hals_schedule
@@ -205,8 +208,9 @@ class DeviceNMF:
         self._residual[...] = subtract_basis(self._y, self._B, self._c[K:]) - self._image
         bin_and_smooth(self._residual.reshape(H, W), out=self._small)
 
-    def step(self, frame) -> NMFStep:
-        """frame: registered (H, W), host or backend array -> NMFStep (host arrays)."""
+    def step(self, frame, border: tuple[int, int, int, int] = NO_BORDER) -> NMFStep:
+        """frame: registered (H, W), host or backend array; border: as
+        OnlineNMF.step -> NMFStep (host arrays)."""
         be = self.backend
         y = be.asarray(frame).reshape(-1)
         self._y[...] = y.astype(be.xp.float32, copy=False) - self._baseline
@@ -220,6 +224,10 @@ class DeviceNMF:
         else:
             self._fit(order)
             self._warm = True  # kernels compiled: the next frame may be captured
+        if any(border):  # outside the captured graph: the border changes per frame
+            H, W = self.shape
+            clear_border(self._residual.reshape(H, W), border)
+            bin_and_smooth(self._residual.reshape(H, W), out=self._small)
         self.buffer.push(self._residual, self._small)
         self.n_frames += 1
         added, added_traces = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
@@ -239,6 +247,7 @@ class DeviceNMF:
             min_pnr=c.new_min_pnr,
             min_space_corr=c.new_min_space_corr,
             max_new=c.max_new_per_search,
+            gate=c.gate,
         )
         if not found:
             return np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)

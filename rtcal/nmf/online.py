@@ -21,15 +21,24 @@ import numpy as np
 import scipy.sparse as sp
 
 from rtcal.buffer.summary import temporal_median
+from rtcal.detect.soma import SomaGate
 from rtcal.errors import RtcalError
 from rtcal.nmf.background import cosine_basis, project, subtract_combination
 from rtcal.nmf.curation import SILENT_SD, Action, Curator, merged_footprint, pixel_noise
 from rtcal.nmf.footprints import FootprintSet
 from rtcal.nmf.hals import hals
-from rtcal.nmf.residual import ResidualBuffer, bin_and_smooth, covered_core, find_candidates
+from rtcal.nmf.residual import (
+    ResidualBuffer,
+    bin_and_smooth,
+    clear_border,
+    covered_core,
+    find_candidates,
+)
 from rtcal.nmf.ring import RingConfig, RingModel
 from rtcal.nmf.ring_fit import fit_ring_model
 from rtcal.nmf.shapes import overlap_lists, refine_footprints, update_stats
+
+NO_BORDER = (0, 0, 0, 0)
 
 
 class OnlineNMFConfigError(RtcalError):
@@ -56,6 +65,11 @@ class OnlineNMFConfig:
     correlation over the last merge_window_s >= merge_min_corr; a component is
     retired when its trace stays silent for retire_silent_s (0: never) or its
     footprint shrinks below retire_min_area_frac x pi radius_px^2 pixels.
+    The soma gate (``rtcal.detect.soma``): a new component's mask must cover
+    soma_min_area_frac to soma_max_area_frac x pi radius_px^2 pixels with
+    principal axes no more than soma_max_elongation apart, and a component
+    whose refined footprint leaves the gate is retired (inf: keep elongated
+    sources such as dendrites).
     """
 
     radius_px: float = 6.0
@@ -76,6 +90,9 @@ class OnlineNMFConfig:
     merge_window_s: float = 10.0
     retire_silent_s: float = 120.0
     retire_min_area_frac: float = 0.1
+    soma_min_area_frac: float = 0.5
+    soma_max_area_frac: float = 3.0
+    soma_max_elongation: float = 2.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -97,12 +114,21 @@ class OnlineNMFConfig:
             "merge_window_s": self.merge_window_s > 0,
             "retire_silent_s": self.retire_silent_s >= 0,
             "retire_min_area_frac": 0 <= self.retire_min_area_frac < 1,
+            "soma_min_area_frac": 0 <= self.soma_min_area_frac < self.soma_max_area_frac,
+            "soma_max_elongation": self.soma_max_elongation >= 1,
         }
         for name, ok in checks.items():
             if not ok:
                 raise OnlineNMFConfigError(
                     f"OnlineNMFConfig.{name}={getattr(self, name)!r} is out of range"
                 )
+
+    @property
+    def gate(self) -> SomaGate:
+        return SomaGate(
+            self.radius_px, self.soma_min_area_frac, self.soma_max_area_frac,
+            self.soma_max_elongation,
+        )
 
 
 @dataclass(frozen=True)
@@ -178,7 +204,7 @@ class OnlineNMF:
         diff = np.abs(np.diff(small, axis=0))
         self.noise_small = np.maximum(np.median(diff, axis=0) / (0.6745 * np.sqrt(2)), 1e-6)
         noise_px = pixel_noise(self.buffer.raw[: min(self.buffer.n_seen, self.buffer.length)])
-        self.curator = Curator(config, fps_hz, self.init_traces, noise_px, self.n_frames)
+        self.curator = Curator(config, fps_hz, self.init_traces, noise_px, self.n_frames, width=W)
         self.merges: list[Action] = []  # every merge and retirement, in order
 
     # ----------------------------------------------------------------- state
@@ -209,8 +235,10 @@ class OnlineNMF:
         return (rows @ self.baseline) / np.maximum(norm, 1e-12)
 
     # ------------------------------------------------------------- per frame
-    def _fit_frame(self, frame: np.ndarray) -> np.ndarray:
-        """Traces for one frame, statistics updated; returns the flat residual."""
+    def _fit_frame(self, frame: np.ndarray, border: tuple[int, int, int, int] = NO_BORDER
+                   ) -> np.ndarray:
+        """Traces for one frame, statistics updated; returns the flat residual
+        (zero on the ``border`` the registration invented)."""
         K = self.A.n_components
         y = frame.reshape(-1).astype(np.float32)
         if self.ring is None:
@@ -226,6 +254,8 @@ class OnlineNMF:
         self._refine()
         residual = subtract_combination(y, self.B, self._c[K:], self._residual)
         residual -= self.A.csr.T @ c
+        if any(border):
+            clear_border(residual.reshape(self.shape), border)
         self.buffer.push(residual)
         self.n_frames += 1
         return residual
@@ -257,9 +287,11 @@ class OnlineNMF:
             self._G[k, K:] = ab
             self._G[K:, k] = ab
 
-    def step(self, frame: np.ndarray) -> NMFStep:
-        """frame: registered (H, W) -> NMFStep."""
-        self._fit_frame(frame)
+    def step(self, frame: np.ndarray, border: tuple[int, int, int, int] = NO_BORDER) -> NMFStep:
+        """frame: registered (H, W); border: (top, bottom, left, right) rows and
+        columns whose pixels the registration invented (``MotionStep.invented_border``),
+        kept out of the residual search -> NMFStep."""
+        self._fit_frame(frame, border)
         self._curate()
         added, added_traces = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
         if self.n_frames % self.config.search_every == 0 and self.config.max_new_per_search:
@@ -278,6 +310,7 @@ class OnlineNMF:
             min_pnr=c.new_min_pnr,
             min_space_corr=c.new_min_space_corr,
             max_new=c.max_new_per_search,
+            gate=c.gate,
         )
         if not found:
             return np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
@@ -342,9 +375,10 @@ class OnlineNMF:
             if self.curator.retired[i]:  # merged away earlier in this frame
                 continue
             csr = self.A.csr  # a merge replaces it
-            values = csr.data[csr.indptr[i] : csr.indptr[i + 1]]
+            support = slice(csr.indptr[i], csr.indptr[i + 1])
             action = self.curator.check(
-                i, self.n_frames, self._G, self._partners(i), self.A.born_frame, values
+                i, self.n_frames, self._G, self._partners(i), self.A.born_frame,
+                csr.data[support], csr.indices[support],
             )
             if action is None:
                 continue

@@ -5,8 +5,9 @@ The online core keeps the last L residual frames r_t = y_t - A^T c_t - B^T f_t
 frames it looks for cell-sized transients there (OnACID, Giovannucci et al.
 2017: peak-to-noise of the spatially filtered residual buffer), extracts each
 candidate by rank-1 non-negative factorisation of the buffer around its peak,
-and accepts it only if the footprint has cell size and explains the residual
-where it fired (space correlation test, as OnACID's ``rval``).
+and accepts it only if the footprint has a soma's size and shape
+(``rtcal.detect.soma``) and explains the residual where it fired (space
+correlation test, as OnACID's ``rval``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from rtcal.detect.seed import clean_footprint, rank1_footprint
+from rtcal.detect.soma import SomaGate
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,23 @@ def bin_and_smooth_reference(frame: np.ndarray) -> np.ndarray:
     return ndimage.uniform_filter(
         binned.astype(np.float64), 3, mode="constant"
     ) / ndimage.uniform_filter(np.ones((h, w)), 3, mode="constant")
+
+
+def clear_border(residual, border: tuple[int, int, int, int]):
+    """Zero ``border`` = (top, bottom, left, right) rows / columns of residual (H, W)
+    in place (NumPy or CuPy): pixels the registration invented by replicating the
+    frame's edge are no evidence of anything. Returns residual."""
+    top, bottom, left, right = border
+    H, W = residual.shape
+    if top:
+        residual[: min(top, H)] = 0
+    if bottom:
+        residual[max(H - bottom, 0) :] = 0
+    if left:
+        residual[:, : min(left, W)] = 0
+    if right:
+        residual[:, max(W - right, 0) :] = 0
+    return residual
 
 
 class ResidualBuffer:
@@ -108,13 +127,16 @@ def find_candidates(
     min_pnr: float,
     min_space_corr: float,
     max_new: int,
+    gate: SomaGate | None = None,
 ) -> list[Candidate]:
     """Cell-sized transients in the residual buffer that no component covers.
 
     noise_small: float32 (H//2, W//2) noise sigma of the binned, smoothed
-    residual; covered: bool (H, W), pixels already inside a footprint's core.
-    Returns at most max_new candidates, strongest first.
+    residual; covered: bool (H, W), pixels already inside a footprint's core;
+    gate: the shape a candidate's footprint must have (default: a SomaGate of
+    radius_px). Returns at most max_new candidates, strongest first.
     """
+    gate = gate if gate is not None else SomaGate(radius_px)
     # The max over time needs no ordering: read the ring in place (slots not yet
     # written hold zeros, which only floor the max at 0).
     pnr = buffer.small.max(axis=0) / noise_small
@@ -138,7 +160,8 @@ def find_candidates(
             slice(max(x - half, 0), min(x + half + 1, W)),
         )
         candidate = _extract(
-            buffer.patch(box), (y - box[0].start, x - box[1].start), radius_px, min_space_corr
+            buffer.patch(box), (y - box[0].start, x - box[1].start), radius_px, min_space_corr,
+            gate,
         )
         if candidate is None:
             continue
@@ -151,15 +174,15 @@ def find_candidates(
 
 
 def _extract(
-    local: np.ndarray, centre: tuple[int, int], radius_px: float, min_space_corr: float
+    local: np.ndarray, centre: tuple[int, int], radius_px: float, min_space_corr: float,
+    gate: SomaGate,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Footprint (h, w) and trace (L,) of one candidate from its raw residual patch, or None."""
     smooth = ndimage.gaussian_filter(local, (0, 0.25 * radius_px, 0.25 * radius_px))
     patch = clean_footprint(rank1_footprint(smooth, centre), centre)
     if patch is None:
         return None
-    area = np.pi * radius_px**2
-    if not 0.3 * area <= (patch >= 0.2).sum() <= 3.0 * area:
+    if gate.why_not_patch(patch) is not None:
         return None
     flat = smooth.reshape(smooth.shape[0], -1)
     a = patch.reshape(-1)
