@@ -1,19 +1,22 @@
 """Is a footprint shaped like a soma? Area and elongation of its 0.2 x max mask.
 
-Somata are compact: in the simulator and in two-photon images of cortex their
-masks (the evaluation convention: pixels >= 0.2 x the footprint's maximum)
-cover about pi r^2 to 2 pi r^2 and their principal axes differ by less than a
-factor of about 1.7. What else turns up as a rank-1 transient is not compact:
-neurite segments are thin and long (axis ratio 2-4), noise blobs are a few
-dozen pixels. On the simulated 2p test movie (256 x 256, 60 cells, 180
-neurites) all 37 true positives of ``rtcal run`` had an axis ratio <= 1.39 and
-an area >= 112 px, while 16 of its 25 false positives had an axis ratio > 2 or
-an area < 0.5 pi r^2.
+Somata are compact: the simulator's true masks (the evaluation convention:
+pixels >= 0.2 x the footprint's maximum) cover about 0.8 to 2 x pi r^2 and
+their principal axes differ by at most a factor of 1.68 (360 cells, two
+movies). What else turns up as a rank-1 transient is not compact: neurite
+segments are thin and long (axis ratio 2-4), noise blobs are a few dozen
+pixels. On the simulated 2p test movie (256 x 256, 60 cells, 180 neurites) all
+37 true positives of ``rtcal run`` had an axis ratio <= 1.39 and an area >= 112
+px, while 16 of its 25 false positives had an axis ratio > 2 or an area < 0.5
+pi r^2.
 
-The gate is used wherever a component is born (the seed detector, the
-residual search, detector re-runs in the engine) and by the curator, which
-retires a component whose refined footprint leaves the gate. Set
-``max_elongation`` to infinity to keep dendrites and other elongated sources.
+The gate decides every birth in the online core (the seed detector, the
+residual search; a detector re-run's proposals come from the seed detector or,
+with the learned detector, pass its own area filter), and the curator retires
+a component whose refined footprint has grown more elongated than the gate
+allows (its area is not re-checked: refined footprints of real cells sharpen
+or spread). Set ``max_elongation`` to infinity to keep dendrites and other
+elongated sources.
 """
 
 from __future__ import annotations
