@@ -123,7 +123,10 @@ def test_invented_border_is_where_registration_replicates_the_edge():
         assert set(invented_rows) <= set(range(top)) | set(range(H - bottom, H))
         assert set(invented_cols) <= set(range(left)) | set(range(W - right, W))
         assert top + bottom <= len(invented_rows) + 1 and left + right <= len(invented_cols) + 1
-        assert out.shape == frame.shape
+        # and the corrector's output there is the replicated edge: constant across the band
+        for band, edge in ((out[:top], out[:1]), (out[H - bottom :], out[-1:]),
+                           (out[:, :left], out[:, :1]), (out[:, W - right :], out[:, -1:])):
+            np.testing.assert_allclose(band, np.broadcast_to(edge, band.shape), rtol=1e-6)
     # piecewise: the largest patch shift towards each edge
     patches = np.array([[[1.2, -0.5]], [[-3.0, 0.1]]], np.float32)
     assert MotionStep(None, (0.0, 0.0), 1.0, True, patch_shifts=patches).invented_border == (
