@@ -165,11 +165,13 @@ def test_a_component_whose_cell_is_gone_is_retired_and_the_others_are_not(movie)
     assert 300 + 90 <= retired_at[12] <= GONE_AT + 90 + 30 + 5
     assert nmf.n_components == 13
     # Known limit: with a window this short (3 s) very active real cells are
-    # retired too (measured: 3 of 12, firing at 1.4-5 Hz). The static baseline
-    # image is their median over the first frames, with calcium in it, so between
-    # bursts their traces sit clamped at 0, like a cell that is gone. Hence the
-    # long default, retire_silent_s = 120.
-    assert len(retired_at) <= 4, retired_at
+    # retired too (measured: 3 of 12, firing at 1.4-5 Hz; 4 of 12 since footprints
+    # are refined only once their traces carry enough energy, rtcal.nmf.refine_schedule:
+    # these true footprints then stay as given). The static baseline image is their
+    # median over the first frames, with calcium in it, so between bursts their traces
+    # sit clamped at 0, like a cell that is gone. Hence the long default,
+    # retire_silent_s = 120.
+    assert len(retired_at) <= 5, retired_at
 
 
 class _Given:

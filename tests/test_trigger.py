@@ -146,27 +146,29 @@ def test_growing_components_skip_then_resume():
     ]
     ts = TriggerSet.from_config(rules, FPS)
     fired = []
-    for t in range(8):
-        K = 3 if t < 4 else 6
+    for t in range(10):
+        # no components at all at first: an initialisation that found none (a rule
+        # naming neuron 0 crashed the engine's frame loop with an IndexError)
+        K = 0 if t < 2 else 3 if t < 6 else 8
         dff = np.zeros(K, np.float32)
         spikes = np.zeros(K, np.float32)
-        if t in (2, 3, 6):
-            dff[:] = 1.0 if t != 6 else 0.0
+        if K and t in (4, 5, 8):
+            dff[:] = 1.0 if t != 8 else 0.0
             dff[4 % K] = 1.0
-        if t == 5:
+        if t == 7:
             dff[:] = 0.0
-        if t in (2, 6):
+        if t in (4, 8):
             spikes[1] = 1.0
             spikes[min(5, K - 1)] = 1.0
         events = ts.step(t, t, dff, spikes, dff)
         fired += [(e.rule, e.frame) for e in events]
-        if t == 3:
+        if t == 5:
             status = {s["name"]: s for s in ts.status()}
-            assert all(status[n]["n_skipped"] == 4 for n in ("th", "co", "tp"))
+            assert all(status[n]["n_skipped"] == 6 for n in ("th", "co", "tp"))
             assert "neuron 5 does not exist (only 3 components)" in status["co"]["problem"]
-    # After K grew to 6: th is above at 4 (first seen, no crossing), below at 5, up at 6;
-    # co completes at 6; tp matches at 6 (only neuron 4 active among 0..4).
-    assert fired == [("th", 6), ("co", 6), ("tp", 6)]
+    # After K grew to 8: th is above at 6 (first seen, no crossing), below at 7, up at 8;
+    # co completes at 8; tp matches at 8 (only neuron 4 active among 0..4).
+    assert fired == [("th", 8), ("co", 8), ("tp", 8)]
     assert all(s["problem"] == "" for s in ts.status())
 
 

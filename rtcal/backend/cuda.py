@@ -190,6 +190,7 @@ extern "C" __global__ void rtcal_refine_block(
     const int nt = blockDim.x;
     for (int o = 0; o < n_order; ++o) {
         const long long k = order[o];
+        if (k < 0) continue;  // an empty slot (the same for every thread: barrier-safe)
         const long long lo = indptr[k], hi = indptr[k + 1];
         const double mkk = M[k * K + k];
         if (mkk >= min_mkk) {  // the same for every thread: the barriers below are safe
@@ -322,7 +323,8 @@ def hals_levels_fused(G, b, c64, nonneg_u8, schedule, n_sweeps: int) -> None:
 def refine_block_fused(fp, w, M, G, B64, order_dev, n_order: int, min_mkk: float) -> None:
     """In place on fp.data, fp.at_data and G: the block of
     :func:`rtcal.nmf.xp_shapes.refine_block` for the int32 component indices in
-    ``order_dev[:n_order]`` (device memory, so a captured graph reads each frame's order)."""
+    ``order_dev[:n_order]`` (device memory, so a captured graph reads each frame's order;
+    a negative entry is an empty slot, skipped)."""
     if n_order == 0:
         return
     cp = import_cupy()

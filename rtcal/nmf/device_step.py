@@ -7,15 +7,18 @@ buffer), :class:`DeviceNMF` continues it frame by frame with the same maths
 
 1. y = frame - baseline; b = [A y, B y]                (xp_footprints, xp_background)
 2. traces and background weights by level-scheduled HALS   (xp_hals)
-3. W, M updated; ``refine_per_frame`` footprints refined, round robin (xp_shapes)
+3. W, M updated; up to ``refine_per_frame`` footprints refined, round robin over
+   those whose traces carry enough energy (xp_shapes; the order from the same
+   host-side ``rtcal.nmf.refine_schedule`` as OnlineNMF's, fed the downloaded traces)
 4. residual y - B^T f - A^T c and its smoothed copy into the device ring buffer
    (xp_residual)
 
 Per frame, the only transfers are the frame up and the (K,) traces down (and,
-with the fused kernels, the few refinement indices up). Every ``search_every``
-frames the new-component search runs on the host, as in OnlineNMF, on what it
-needs of the residual buffer (its temporal maximum, then candidate patches),
-and footprints are synced to the host. Adding components rebuilds the device
+with the fused kernels, the few refinement indices up, -1 marking an empty
+slot of the fixed-size block). Every ``search_every`` frames a new-component
+search round starts on the host, as in OnlineNMF, on what it needs of the
+residual buffer (its temporal maximum, downloaded once; then one candidate
+patch per frame), and footprints are synced to the host. Adding components rebuilds the device
 structures from the host FootprintSet (milliseconds, on the frames that add).
 
 ``fused`` (CuPy only) swaps the trace HALS, the refinement block and the two
@@ -38,7 +41,7 @@ import scipy.sparse as sp
 from rtcal.backend import Backend, cuda
 from rtcal.errors import RtcalError
 from rtcal.nmf.online import NO_BORDER, NMFStep, OnlineNMF
-from rtcal.nmf.residual import clear_border, covered_core, find_candidates
+from rtcal.nmf.residual import clear_border, covered_core
 from rtcal.nmf.xp_background import project_basis, subtract_basis
 from rtcal.nmf.xp_footprints import device_footprints
 from rtcal.nmf.xp_hals import device_schedule, hals_levels, hals_schedule
@@ -101,13 +104,16 @@ class DeviceNMF:
         self.noise_small = nmf.noise_small
         self.init_traces = nmf.init_traces
         self.n_frames = nmf.n_frames
-        self._next_refine = nmf._next_refine
+        self.schedule = copy.deepcopy(nmf.schedule)
         self._host = copy.deepcopy(nmf.A)  # synced from the device when read
         up = backend.asarray
         self._baseline = up(np.asarray(nmf.baseline, np.float32))
         self._B = up(nmf.B.astype(np.float32))
         self._B64 = up(nmf.B.astype(np.float64))
         self.buffer = DeviceResidualBuffer.from_host(nmf.buffer, backend)
+        self.rejected = copy.deepcopy(nmf.rejected)
+        self.search = copy.deepcopy(nmf.search)
+        self.search.rejected = self.rejected
         self._load(nmf._c, nmf._w, nmf._M, nmf._G)
 
     # ----------------------------------------------------------------- state
@@ -161,13 +167,11 @@ class DeviceNMF:
 
     # ------------------------------------------------------------- per frame
     def _next_order(self) -> np.ndarray:
-        """The round-robin block of components to refine at this frame (host int64)."""
-        K, n = self.n_components, self._n_refine
-        if K == 0 or n == 0:
+        """The block of components to refine at this frame (host int64;
+        ``rtcal.nmf.refine_schedule``)."""
+        if self._n_refine == 0:
             return np.zeros(0, np.int64)
-        order = (self._next_refine + np.arange(n)) % K
-        self._next_refine = int((order[-1] + 1) % K)
-        return order
+        return self.schedule.next_order()[: self._n_refine]
 
     def _fit(self, order) -> None:
         """Steps 1-4 on the static buffers (self._y in; c, W, M, A, G, residual out).
@@ -215,8 +219,11 @@ class DeviceNMF:
         y = be.asarray(frame).reshape(-1)
         self._y[...] = y.astype(be.xp.float32, copy=False) - self._baseline
         order = self._next_order()
-        if self.fused and len(order):
-            self._order[...] = be.asarray(order.astype(np.int32))
+        if self.fused and self._n_refine:
+            # a fixed-size block for the captured graph: -1 marks an empty slot
+            padded = np.full(self._n_refine, -1, np.int32)
+            padded[: len(order)] = order
+            self._order[...] = be.asarray(padded)
         if self.use_graph and self._warm and self._graph is None:
             self._graph = cuda.CapturedGraph(lambda: self._fit(None))
         if self._graph is not None:
@@ -230,29 +237,31 @@ class DeviceNMF:
             bin_and_smooth(self._residual.reshape(H, W), out=self._small)
         self.buffer.push(self._residual, self._small)
         self.n_frames += 1
-        added, added_traces = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
-        if self.n_frames % self.config.search_every == 0 and self.config.max_new_per_search:
-            added, added_traces = self._search()
-        return NMFStep(be.to_host(self._c[: self.n_components]).copy(), added, added_traces)
+        traces = be.to_host(self._c[: self.n_components]).copy()
+        self.schedule.observe(traces, self.config.forget)
+        added, added_traces = self._search()
+        if len(added):  # the new components' traces too
+            traces = be.to_host(self._c[: self.n_components]).copy()
+        return NMFStep(traces, added, added_traces)
 
     # -------------------------------------------------------- new components
     def _search(self) -> tuple[np.ndarray, np.ndarray]:
-        c = self.config
-        view = self.buffer.view()
-        found = find_candidates(
-            view,
-            self.noise_small,
-            covered_core(self.A.csr, self.shape),
-            radius_px=c.radius_px,
-            min_pnr=c.new_min_pnr,
-            min_space_corr=c.new_min_space_corr,
-            max_new=c.max_new_per_search,
-            gate=c.gate,
-        )
-        if not found:
-            return np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
-        traces = np.stack([f.trace for f in found])
-        return self._add([f.footprint for f in found], traces), traces
+        """As OnlineNMF._search: a SearchRound started every search_every frames on
+        the buffer's downloaded maximum, then one extraction (a small patch
+        downloaded) per frame."""
+        none = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
+        if self.n_frames % self.config.search_every == 0 and self.config.max_new_per_search:
+            self.search.start(
+                self.buffer.view(), self.noise_small, covered_core(self.A.csr, self.shape),
+                self.n_frames,
+            )
+        if not self.search.active:
+            return none
+        found = self.search.next(self.buffer, self.n_frames)
+        if found is None:
+            return none
+        traces = found.trace[None]
+        return self._add([found.footprint], traces), traces
 
     def add_components(self, footprints: np.ndarray, traces: np.ndarray) -> np.ndarray:
         """As OnlineNMF.add_components: footprints float32 (n, H, W) found elsewhere,
@@ -290,5 +299,10 @@ class DeviceNMF:
         c = xp.concatenate(
             [self._c[:K_old], be.asarray(traces[:, -1].astype(np.float32)), self._c[K_old:]]
         )
-        self._load(c, w, M, gram_with_background(csr, self.B))
+        G = gram_with_background(csr, self.B)
+        self.schedule.add(
+            np.diff(csr.indptr[K_old:]), np.diagonal(G)[K_old : K_old + n],
+            np.diagonal(traces.astype(np.float64) @ traces.T.astype(np.float64)),
+        )
+        self._load(c, w, M, G)
         return new

@@ -61,19 +61,34 @@ class FootprintSet:
         return int(self.csr.shape[0])
 
     def add(self, footprints: np.ndarray, born_frame: int, margin_px: int) -> np.ndarray:
-        """Append footprints (n, H, W); returns the new rows' indices (n,)."""
-        rows = []
+        """Append footprints (n, H, W); returns the new rows' indices (n,).
+
+        The CSR arrays are extended directly (``sp.vstack`` re-validated and
+        copied the whole matrix, ~1 ms per addition at 512 x 512 / 300 neurons);
+        every support pixel is a stored entry, zeros included."""
+        csr = self.csr
+        idx_parts, val_parts, ends = [csr.indices], [csr.data], []
+        end = int(csr.indptr[-1])
         for fp in footprints:
-            mask = support_of(fp, margin_px).reshape(-1)
-            idx = np.flatnonzero(mask)
-            values = fp.reshape(-1)[idx].astype(np.float32)
-            rows.append(sp.csr_matrix((values, idx, [0, idx.size]), shape=(1, mask.size)))
+            idx = np.flatnonzero(support_of(fp, margin_px).reshape(-1))
+            idx_parts.append(idx.astype(np.int32))
+            val_parts.append(fp.reshape(-1)[idx].astype(np.float32))
+            end += idx.size
+            ends.append(end)
         first = self.n_components
-        if rows:
-            self.csr = sp.vstack([self.csr, *rows], format="csr").astype(np.float32)
-            # vstack may drop explicit zeros; keep every support pixel as a stored entry.
-            self.csr.has_sorted_indices = True
-        self.born_frame = np.r_[self.born_frame, np.full(len(rows), born_frame, np.int64)]
+        if ends:
+            indptr = np.r_[csr.indptr.astype(np.int64), np.asarray(ends, np.int64)]
+            if end >= np.iinfo(np.int32).max:
+                raise OverflowError("footprint supports exceed 2^31 stored pixels")
+            out = sp.csr_matrix(
+                (np.concatenate(val_parts).astype(np.float32, copy=False),
+                 np.concatenate(idx_parts).astype(np.int32, copy=False),
+                 indptr.astype(np.int32)),
+                shape=(first + len(ends), self.height * self.width),
+            )
+            out.has_sorted_indices = True
+            self.csr = out
+        self.born_frame = np.r_[self.born_frame, np.full(len(ends), born_frame, np.int64)]
         return np.arange(first, self.n_components)
 
     def dense(self) -> np.ndarray:

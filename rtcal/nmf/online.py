@@ -6,14 +6,17 @@ al. 2016), with y_t the registered frame minus the static baseline image:
 1. traces and background weights: min || y_t - A^T c - B^T f ||^2, c >= 0,
    by warm-started HALS on the joint Gram matrix (``rtcal.nmf.hals``);
 2. sufficient statistics W, M updated with (y_t, c_t) (``rtcal.nmf.shapes``);
-3. ``refine_per_frame`` footprints refined by HALS on W, M, round robin, so
-   that no frame pays for all components;
+3. up to ``refine_per_frame`` footprints refined by HALS on W, M, round
+   robin over the components whose traces carry enough energy for one
+   refinement to be precise (``rtcal.nmf.refine_schedule``: a cell seen only at
+   rest keeps the detector's footprint instead of a speckle fitted to noise);
 4. the residual y_t - A^T c - B^T f pushed into the residual buffer (zero on
    the border rows and columns the registration invented by replicating the
    frame's edge: under a sustained drift they held steady "transients" that the
    search took for cells, 10 of 25 false positives on a simulated 256 x 256
-   movie), and every ``search_every`` frames new components are looked for there
-   (``rtcal.nmf.residual``) and added with their statistics from the buffer;
+   movie); every ``search_every`` frames a search round starts there and
+   extracts one candidate per frame (``rtcal.nmf.residual.SearchRound``); an
+   accepted one is added at once, with its statistics from the buffer;
 5. a share of the components checked for merging and retiring (``rtcal.nmf.curation``).
 """
 
@@ -31,16 +34,24 @@ from rtcal.nmf.background import cosine_basis, project, subtract_combination
 from rtcal.nmf.curation import SILENT_SD, Action, Curator, merged_footprint, pixel_noise
 from rtcal.nmf.footprints import FootprintSet
 from rtcal.nmf.hals import hals
+from rtcal.nmf.refine_schedule import RefineSchedule
 from rtcal.nmf.residual import (
+    RejectedPeaks,
     ResidualBuffer,
+    SearchRound,
     bin_and_smooth,
     clear_border,
     covered_core,
-    find_candidates,
 )
 from rtcal.nmf.ring import RingConfig, RingModel
 from rtcal.nmf.ring_fit import fit_ring_model
-from rtcal.nmf.shapes import overlap_lists, refine_footprints, update_stats
+from rtcal.nmf.shapes import (
+    extend_overlaps,
+    new_rows_overlap,
+    overlap_lists,
+    refine_footprints,
+    update_stats,
+)
 
 NO_BORDER = (0, 0, 0, 0)
 
@@ -59,7 +70,10 @@ class OnlineNMFConfig:
     the initialisation frames); n_sweeps: trace HALS sweeps per frame;
     support_margin_px: how far a
     footprint may grow beyond its first shape; refine_per_frame: footprints
-    refined per frame; forget: per-frame decay of the statistics (1 = none);
+    refined per frame; refine_max_noise: a footprint is refined only once its
+    trace's energy makes one refinement's pixel noise at most this fraction of
+    the footprint's RMS (``rtcal.nmf.refine_schedule``; inf: refine from the
+    start); forget: per-frame decay of the statistics (1 = none);
     residual_s: length of the residual buffer in seconds; search_every: frames
     between searches for new components; new_min_pnr, new_min_space_corr:
     acceptance thresholds of a new component; max_new_per_search: cap per search.
@@ -82,6 +96,7 @@ class OnlineNMFConfig:
     n_background: int = 3
     support_margin_px: int = 2
     refine_per_frame: int = 8
+    refine_max_noise: float = 0.3
     forget: float = 1.0
     residual_s: float = 2.0
     search_every: int = 10
@@ -106,6 +121,7 @@ class OnlineNMFConfig:
             "n_background": self.n_background >= 1,
             "support_margin_px": 0 <= self.support_margin_px <= 20,
             "refine_per_frame": self.refine_per_frame >= 0,
+            "refine_max_noise": self.refine_max_noise > 0,
             "forget": 0.9 <= self.forget <= 1.0,
             "residual_s": self.residual_s > 0,
             "search_every": self.search_every >= 1,
@@ -186,10 +202,23 @@ class OnlineNMF:
         B64 = self.B.astype(np.float64)
         self._BBT = B64 @ B64.T
         self._residual = np.zeros(H * W, np.float32)
-        self.buffer = ResidualBuffer(max(5, int(round(config.residual_s * fps_hz))), H, W)
+        self.buffer = ResidualBuffer(
+            max(5, int(round(config.residual_s * fps_hz))), H, W, block=config.search_every
+        )
+        self.rejected = RejectedPeaks((H // 2, W // 2), lifetime=self.buffer.length)
+        self.search = SearchRound(
+            radius_px=config.radius_px, min_pnr=config.new_min_pnr,
+            min_space_corr=config.new_min_space_corr, max_new=config.max_new_per_search,
+            gate=config.gate, rejected=self.rejected,
+        )
         self.n_frames = 0
-        self._next_refine = 0
         self._rebuild()
+        K = self.A.n_components
+        self.schedule = RefineSchedule(
+            pixel_noise(init_frames[-min(T0, 100) :]), config.refine_max_noise,
+            config.refine_per_frame,
+        )
+        self.schedule.add(np.diff(self.A.csr.indptr), np.diagonal(self._G)[:K], np.zeros(K))
         self._c = np.zeros(self.A.n_components + self.B.shape[0], np.float32)
         self._w = np.zeros(self.A.csr.nnz)
         self._M = np.zeros((self.A.n_components,) * 2)
@@ -226,6 +255,33 @@ class OnlineNMF:
         self._G = G
         self._nonneg = np.r_[np.ones(K, bool), np.zeros(nb, bool)]
 
+    def _extend(self, K_old: int) -> None:
+        """As :meth:`_rebuild` after rows K_old.. were appended and nothing else
+        changed: only the new rows' Gram entries, background products and
+        overlaps are computed, by one pass of :func:`new_rows_overlap` per new
+        row (the whole rebuild took ~3 ms of every addition at 512 x 512 / 300
+        neurons). Agrees with :meth:`_rebuild` (tested)."""
+        csr = self.A.csr
+        K, nb = self.A.n_components, self.B.shape[0]
+        mark = np.zeros(csr.shape[1], bool)
+        cross, touch = new_rows_overlap(
+            csr.indptr, csr.indices, csr.data, K_old, self._scratch, mark
+        )
+        old = self._G
+        G = np.zeros((K + nb, K + nb))
+        G[:K_old, :K_old] = old[:K_old, :K_old]
+        G[:K_old, K:] = old[:K_old, K_old:]
+        G[K:, :K_old] = old[K_old:, :K_old]
+        G[K:, K:] = old[K_old:, K_old:]
+        G[:K, K_old:K] = cross
+        G[K_old:K, :K] = cross.T
+        AB = (csr[K_old:] @ self._BT).astype(np.float64)
+        G[K_old:K, K:] = AB
+        G[K:, K_old:K] = AB.T
+        self._G = G
+        self._nonneg = np.r_[np.ones(K, bool), np.zeros(nb, bool)]
+        self._ov = extend_overlaps(*self._ov, touch, K_old)
+
     @property
     def n_components(self) -> int:
         return self.A.n_components
@@ -256,6 +312,7 @@ class OnlineNMF:
             self.A.csr.indptr, self.A.csr.indices, self._w, self._M, y, c, self.config.forget
         )
         self._refine()
+        self.schedule.observe(c, self.config.forget)
         residual = subtract_combination(y, self.B, self._c[K:], self._residual)
         residual -= self.A.csr.T @ c
         if any(border):
@@ -265,11 +322,10 @@ class OnlineNMF:
         return residual
 
     def _refine(self) -> None:
-        K, n = self.A.n_components, self.config.refine_per_frame
-        if K == 0 or n == 0:
+        K = self.A.n_components
+        order = self.schedule.next_order()
+        if K == 0 or order.size == 0:
             return
-        order = (self._next_refine + np.arange(min(n, K))) % K
-        self._next_refine = int((order[-1] + 1) % K)
         csr = self.A.csr
         GA = np.ascontiguousarray(self._G[:K, :K])
         refine_footprints(
@@ -297,29 +353,28 @@ class OnlineNMF:
         kept out of the residual search -> NMFStep."""
         self._fit_frame(frame, border)
         self._curate()
-        added, added_traces = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
-        if self.n_frames % self.config.search_every == 0 and self.config.max_new_per_search:
-            added, added_traces = self._search()
+        added, added_traces = self._search()
         K = self.A.n_components
         return NMFStep(self._c[:K].copy(), added, added_traces, self.curator.retired.copy())
 
     # -------------------------------------------------------- new components
     def _search(self) -> tuple[np.ndarray, np.ndarray]:
-        c = self.config
-        found = find_candidates(
-            self.buffer,
-            self.noise_small,
-            covered_core(self.A.csr, self.shape),
-            radius_px=c.radius_px,
-            min_pnr=c.new_min_pnr,
-            min_space_corr=c.new_min_space_corr,
-            max_new=c.max_new_per_search,
-            gate=c.gate,
-        )
-        if not found:
-            return np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
-        traces = np.stack([f.trace for f in found])
-        return self._add([f.footprint for f in found], traces), traces
+        """This frame's share of the residual search (``SearchRound``): a new round
+        every search_every frames, then one extraction per frame; an accepted
+        candidate is added at once."""
+        none = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
+        if self.n_frames % self.config.search_every == 0 and self.config.max_new_per_search:
+            self.search.start(
+                self.buffer, self.noise_small, covered_core(self.A.csr, self.shape),
+                self.n_frames,
+            )
+        if not self.search.active:
+            return none
+        found = self.search.next(self.buffer, self.n_frames)
+        if found is None:
+            return none
+        traces = found.trace[None]
+        return self._add([found.footprint], traces), traces
 
     def add_components(self, footprints: np.ndarray, traces: np.ndarray) -> np.ndarray:
         """Append components found elsewhere (a detector re-run); int64 (n,) their indices.
@@ -360,9 +415,13 @@ class OnlineNMF:
         self._c = np.concatenate([self._c[:K_old], traces[:, -1], self._c[K_old:]]).astype(
             np.float32
         )
-        self._rebuild()
+        self._extend(K_old)
+        self.schedule.add(
+            np.diff(csr.indptr[K_old:]), np.diagonal(self._G)[K_old : K_old + n],
+            np.diagonal(M)[K_old:],
+        )
         self.curator.add(traces, self.n_frames)
-        for k in new:
+        for k in new if self.config.merge_every else ():  # 0: never merge
             twin = self.curator.twin_of(k, self._G, self._partners(k), self.A.born_frame)
             if twin is not None:
                 self._merge(twin.keep, twin.gone)
@@ -422,6 +481,7 @@ class OnlineNMF:
         self._c[keep] = alpha * self._c[keep] + beta * self._c[gone]
         self._zero(gone)
         self._set_row(keep, idx, merged, alpha * w[keep] + beta * w[gone])
+        self.schedule.reset(keep, idx.size, self._G[keep, keep], M[keep, keep])
         self.curator.combine(keep, gone, alpha, beta)
 
     def _set_row(self, k: int, idx: np.ndarray, values: np.ndarray, w: np.ndarray) -> None:
@@ -451,3 +511,4 @@ class OnlineNMF:
         self._c[k] = 0.0
         self._G[k, :] = 0.0
         self._G[:, k] = 0.0
+        self.schedule.retire(k)

@@ -37,6 +37,74 @@ def overlap_lists(csr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True)
+def new_rows_overlap(indptr, indices, data, first, scratch, mark):  # pragma: no cover
+    """For rows first..K-1 just appended to a CSR (K, P): cross float64 (K, n), the
+    Gram entries a_k . a_(first+j) of every row with each new row, and touch bool
+    (K, n), whether their supports share a pixel (stored zeros count).
+    scratch: float64 (P,) and mark: bool (P,), zeros / False, returned so.
+    One pass over all rows per new row: O(n nnz)."""
+    K = indptr.shape[0] - 1
+    n = K - first
+    cross = np.zeros((K, n))
+    touch = np.zeros((K, n), np.bool_)
+    for j in range(n):
+        r = first + j
+        for p in range(indptr[r], indptr[r + 1]):
+            scratch[indices[p]] = data[p]
+            mark[indices[p]] = True
+        for k in range(K):
+            acc = 0.0
+            hit = False
+            for p in range(indptr[k], indptr[k + 1]):
+                if mark[indices[p]]:
+                    hit = True
+                    acc += data[p] * scratch[indices[p]]
+            cross[k, j] = acc
+            touch[k, j] = hit
+        for p in range(indptr[r], indptr[r + 1]):
+            scratch[indices[p]] = 0.0
+            mark[indices[p]] = False
+    return cross, touch
+
+
+@numba.njit(cache=True)
+def extend_overlaps(ov_ptr, ov_idx, touch, first):  # pragma: no cover - compiled
+    """Overlap lists (ov_ptr, ov_idx) of rows 0..first-1, extended by the rows
+    first..K-1 whose overlaps are touch bool (K, n) -> the lists of all K rows,
+    each sorted, as :func:`overlap_lists` of the grown matrix."""
+    K, n = touch.shape
+    sizes = np.zeros(K, np.int64)
+    for k in range(first):
+        sizes[k] = ov_ptr[k + 1] - ov_ptr[k]
+    for k in range(K):
+        for j in range(n):
+            if touch[k, j]:
+                sizes[first + j] += 1
+                if k < first:
+                    sizes[k] += 1
+    ptr = np.zeros(K + 1, np.int64)
+    for k in range(K):
+        ptr[k + 1] = ptr[k] + sizes[k]
+    idx = np.empty(ptr[K], np.int64)
+    for k in range(first):  # old list (all < first), then the new rows it touches
+        q = ptr[k]
+        for p in range(ov_ptr[k], ov_ptr[k + 1]):
+            idx[q] = ov_idx[p]
+            q += 1
+        for j in range(n):
+            if touch[k, j]:
+                idx[q] = first + j
+                q += 1
+    for j in range(n):  # a new row: every row it touches, ascending
+        q = ptr[first + j]
+        for k in range(K):
+            if touch[k, j]:
+                idx[q] = k
+                q += 1
+    return ptr, idx
+
+
+@numba.njit(cache=True)
 def update_stats(indptr, indices, w_data, M, y, c, beta):  # pragma: no cover - compiled
     """W <- beta W + y c^T on the support pattern; M <- beta M + c c^T. In place."""
     K = c.shape[0]

@@ -119,3 +119,6 @@ class SearchView:
         self.small = small_max[None]
         self.length = buffer.length
         self.patch = buffer.patch
+
+    def small_max(self) -> np.ndarray:
+        return self.small[0]

@@ -33,12 +33,15 @@ def update_stats(fp: DeviceFootprints, w, M, y, c, beta: float) -> None:
 def refine_block(fp: DeviceFootprints, w, M, G, B64, order, min_mkk: float) -> None:
     """One HALS pass over the components ``order`` (host ints), in place on
     fp.data, fp.at_data and G (float64 (K + nb, K + nb)); B64: float64 (nb, P) background
-    basis. Components with M_kk < min_mkk keep their footprint and Gram row."""
+    basis. Components with M_kk < min_mkk keep their footprint and Gram row;
+    negative entries of ``order`` are skipped."""
     xp = array_module(w)
     K = fp.n_components
     data, at_data = fp.data, fp.at_data
     for k in order:
         k = int(k)
+        if k < 0:  # an empty slot of a fixed-size block
+            continue
         lo, hi = int(fp.indptr_host[k]), int(fp.indptr_host[k + 1])
         p0, p1 = int(fp.pair_ptr_host[lo]), int(fp.pair_ptr_host[hi])
         t, comp = fp.pair_t[p0:p1], fp.pair_comp[p0:p1]

@@ -49,7 +49,10 @@ class NeuronLayout:
 
     def gather(self, signals: np.ndarray, which: np.ndarray | int) -> np.ndarray:
         """(M,) values of the entries from signals (S, K); which: signal row per entry
-        (or one for all). Entries of skipped rules get an arbitrary existing value."""
+        (or one for all). Entries of skipped rules get an arbitrary existing value,
+        or NaN while there are no components at all."""
+        if signals.shape[1] == 0:
+            return np.full(len(self.index), np.nan)
         return signals[which, self._safe_index]
 
     def members(self, mask: np.ndarray, rule: int) -> np.ndarray:

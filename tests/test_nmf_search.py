@@ -1,0 +1,183 @@
+"""The residual search's fast paths against their references: the block maximum of
+the residual buffer, the thresholded peak scan, the memory of rejected peaks, the
+search spread over frames, and the incremental structure update of an addition."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from rtcal.nmf.footprints import FootprintSet, support_of
+from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
+from rtcal.nmf.residual import (
+    RejectedPeaks,
+    ResidualBuffer,
+    SearchRound,
+    find_candidates,
+    local_peaks,
+    local_peaks_reference,
+)
+from rtcal.nmf.shapes import overlap_lists
+
+
+def _disc(h, w, r, centre):
+    yy, xx = np.mgrid[:h, :w]
+    return np.hypot(yy - centre[0], xx - centre[1]) <= r
+
+
+# ---------------------------------------------------------------- buffer max
+@pytest.mark.parametrize("length, block", [(30, 10), (30, 7), (5, 10), (13, 1), (12, 4)])
+def test_block_maximum_equals_the_maximum_over_every_held_frame(length, block):
+    rng = np.random.default_rng(length * 100 + block)
+    buffer = ResidualBuffer(length, 16, 20, block=block)
+    assert not buffer.small_max().any()
+    for t in range(3 * length + 5):
+        buffer.push(rng.normal(0, 1, (16, 20)).astype(np.float32) + (t % 7))
+        np.testing.assert_array_equal(buffer.small_max(), buffer.small_max_reference())
+
+
+# ---------------------------------------------------------------- peak scan
+@pytest.mark.parametrize("size", [3, 5])
+def test_local_peaks_matches_the_maximum_filter_reference(size):
+    rng = np.random.default_rng(size)
+    for _ in range(20):
+        image = rng.normal(0, 3, (37, 41)).astype(np.float32)
+        image[rng.random(image.shape) < 0.05] = 4.0  # plateaus: ties count as peaks
+        excluded = rng.random(image.shape) < 0.2
+        got = local_peaks(image, size, np.float32(2.0), excluded)
+        want = local_peaks_reference(image, size, 2.0, excluded)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    nan = np.full((10, 10), np.nan, np.float32)
+    assert local_peaks(nan, 3, np.float32(0.0), np.zeros((10, 10), bool))[0].size == 0
+
+
+# --------------------------------------------------------- rejection memory
+def test_rejected_peaks_block_until_a_larger_transient_or_expiry():
+    memory = RejectedPeaks((32, 32), lifetime=30, radius=2.0)
+    region = np.zeros((32, 32), bool)
+    region[20, 4:28] = True  # the neurite the rejected extraction found
+    memory.add(10, 10, score=9.0, now=100, region=region)
+    assert memory.blocks(11, 11, 9.0, now=101)  # the same transient, one binned pixel away
+    assert memory.blocks(20, 25, 8.0, now=101)  # another maximum along the neurite
+    assert memory.blocks(10, 10, 10.0, now=101)  # noise: within 25 %
+    assert not memory.blocks(10, 10, 11.5, now=101)  # grown: new evidence
+    assert not memory.blocks(14, 10, 5.0, now=101)  # elsewhere
+    assert memory.blocks(10, 10, 9.0, now=129)
+    assert not memory.blocks(10, 10, 1.0, now=130)  # its evidence has left a 30-frame buffer
+    assert memory.live(129).sum() == memory.live(101).sum() > 24 and not memory.live(130).any()
+    memory.add(10, 10, score=3.0, now=200)  # a stale mark's score does not linger
+    assert not memory.blocks(10, 10, 4.0, now=201)
+
+
+def _neurite_and_cell_buffer(rng, H=64, W=64):
+    """A bright, wide rod (rejected by the soma gate) and a dimmer disc firing together."""
+    buffer = ResidualBuffer(30, H, W, block=10)
+    cell = _disc(H, W, 6.0, (16, 44)) * 1.0
+    rod = np.zeros((H, W))
+    rod[42:46, 18:46] = 1.0  # shorter than an extraction box (31 px)
+    for t in range(30):
+        on = t in (10, 11, 12)
+        frame = (80.0 * rod + 20.0 * cell) * on + rng.normal(0, 1.0, (H, W))
+        buffer.push(frame.astype(np.float32))
+    noise = np.full((H // 2, W // 2), 1.0 / 3, np.float32)
+    return buffer, noise
+
+
+def test_search_remembers_a_rejection_and_does_not_extract_it_again(monkeypatch):
+    import rtcal.nmf.residual as residual
+
+    rng = np.random.default_rng(3)
+    buffer, noise = _neurite_and_cell_buffer(rng)
+    calls = []
+    extract = residual._extract
+    monkeypatch.setattr(residual, "_extract", lambda *a: calls.append(1) or extract(*a))
+    kwargs = dict(radius_px=6.0, min_pnr=5.0, min_space_corr=0.5, max_new=1)
+    covered = np.zeros((64, 64), bool)
+    # without a memory the rod's maxima take the extraction slots and the cell is missed
+    assert find_candidates(buffer, noise, covered, **kwargs) == []
+    assert len(calls) == 4
+    calls.clear()
+    memory = RejectedPeaks((32, 32), lifetime=30)
+    found = find_candidates(buffer, noise, covered, rejected=memory, now=30, **kwargs)
+    # an extraction marks the part of the rod it found, so the same search reaches the cell
+    assert len(found) == 1 and len(calls) <= 3 and memory.live(30).sum() > 12
+    centre = np.argwhere(found[0].footprint >= 0.2).mean(axis=0)
+    assert np.abs(centre - (16, 44)).max() < 2
+    calls.clear()
+    covered = found[0].footprint >= 0.3  # the cell is a component now
+    assert find_candidates(buffer, noise, covered, rejected=memory, now=40, **kwargs) == []
+    assert len(calls) == 0, "the rod was extracted again"
+
+
+def test_search_spread_over_frames_finds_what_one_frame_finds():
+    rng = np.random.default_rng(4)
+    H = W = 96
+    buffer = ResidualBuffer(30, H, W, block=10)
+    cells = [_disc(H, W, 6.0, c) * 1.0 for c in ((20, 20), (20, 70), (70, 30), (70, 75))]
+    for t in range(30):
+        frame = rng.normal(0, 1.0, (H, W))
+        for k, cell in enumerate(cells):
+            frame += (20.0 + 5 * k) * cell * (t in (5 + 4 * k, 6 + 4 * k))
+        buffer.push(frame.astype(np.float32))
+    noise = np.full((H // 2, W // 2), 1.0 / 3, np.float32)
+    kwargs = dict(radius_px=6.0, min_pnr=5.0, min_space_corr=0.5, max_new=3)
+    covered = np.zeros((H, W), bool)
+    at_once = find_candidates(buffer, noise, covered, **kwargs)
+    search = SearchRound(**kwargs)
+    search.start(buffer, noise, covered, now=30)
+    spread, frames = [], 0
+    while search.active:
+        frames += 1
+        found = search.next(buffer, now=30 + frames)
+        if found is not None:
+            spread.append(found)
+    assert len(at_once) == 3 and frames >= 3
+    assert [c.score for c in spread] == [c.score for c in at_once]
+    for a, b in zip(spread, at_once, strict=True):
+        np.testing.assert_array_equal(a.footprint, b.footprint)
+        np.testing.assert_array_equal(a.trace, b.trace)
+
+
+# ------------------------------------------------------ incremental addition
+def test_footprint_set_add_keeps_every_support_pixel_as_vstack_did():
+    rng = np.random.default_rng(5)
+    fps = np.zeros((4, 40, 50), np.float32)
+    for k in range(4):
+        fps[k][_disc(40, 50, 5.0, rng.integers(8, 32, 2))] = rng.random() + 0.5
+    A = FootprintSet(40, 50)
+    A.add(fps[:2], born_frame=0, margin_px=2)
+    A.add(fps[2:], born_frame=7, margin_px=2)
+    rows = []
+    for fp in fps:
+        idx = np.flatnonzero(support_of(fp, 2).reshape(-1))
+        rows.append(sp.csr_matrix((fp.reshape(-1)[idx], idx, [0, idx.size]), shape=(1, 2000)))
+    want = sp.vstack(rows, format="csr")
+    assert A.csr.nnz == sum(r.nnz for r in rows)  # the margin's zeros are stored
+    np.testing.assert_array_equal(A.csr.indptr, np.r_[0, np.cumsum([r.nnz for r in rows])])
+    np.testing.assert_array_equal(A.csr.toarray(), want.toarray())
+    assert list(A.born_frame) == [0, 0, 7, 7]
+
+
+def test_adding_components_updates_the_structure_as_a_full_rebuild():
+    rng = np.random.default_rng(6)
+    H = W = 64
+
+    def blob():
+        c = rng.integers(8, 56, 2)
+        yy, xx = np.mgrid[:H, :W]
+        d2 = (yy - c[0]) ** 2 + (xx - c[1]) ** 2
+        return (np.exp(-d2 / 12.5) * (d2 <= 25)).astype(np.float32)
+
+    init = (rng.normal(0, 1, (40, H, W)) + 10).astype(np.float32)
+    nmf = OnlineNMF(OnlineNMFConfig(radius_px=5.0, merge_every=0), 30.0,
+                    np.stack([blob() for _ in range(8)]), init)
+    for _ in range(30):  # refinement changes the footprints' values
+        nmf.step((rng.normal(0, 1, (H, W)) + 10).astype(np.float32))
+    held = min(nmf.buffer.n_seen, nmf.buffer.length)
+    for n in (1, 3):
+        nmf.add_components(np.stack([blob() for _ in range(n)]),
+                           rng.random((n, held)).astype(np.float32))
+        G, ov = nmf._G.copy(), nmf._ov
+        nmf._rebuild()
+        np.testing.assert_allclose(G, nmf._G, rtol=0, atol=1e-6 * np.abs(G).max())
+        for got, want in zip(ov, overlap_lists(nmf.A.csr), strict=True):
+            np.testing.assert_array_equal(got, want)
