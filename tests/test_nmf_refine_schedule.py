@@ -10,7 +10,7 @@ from rtcal.nmf.refine_schedule import RefineSchedule
 
 
 def test_threshold_flip_round_robin_retire_and_reset():
-    s = RefineSchedule(noise_px=2.0, max_noise=0.5, per_frame=2)
+    s = RefineSchedule(noise_px=2.0, max_noise=0.5, per_frame=2, floor_sd=0.0)
     # M_kk >= sigma^2 n / (max_noise^2 ||a||^2) = 4 * 100 / (0.25 * 16) = 100
     s.add(np.array([100, 100, 100, 100]), np.array([16.0, 16.0, 16.0, 0.0]), np.zeros(4))
     np.testing.assert_allclose(s.threshold[:3], 100.0)
@@ -32,6 +32,17 @@ def test_threshold_flip_round_robin_retire_and_reset():
     everyone = RefineSchedule(noise_px=2.0, max_noise=math.inf, per_frame=8)
     everyone.add(np.array([100, 100]), np.array([16.0, 16.0]), np.zeros(2))
     assert everyone.next_order().tolist() == [0, 1]
+
+
+def test_only_the_trace_above_its_noise_floor_counts():
+    s = RefineSchedule(noise_px=2.0, max_noise=0.5, per_frame=2)  # floor 3 sigma
+    s.add(np.array([100]), np.array([16.0]), np.zeros(1))  # trace sigma 2 / 4 = 0.5
+    assert s.floor[0] == 1.5
+    for _ in range(10_000):  # 10,000 frames of noise at the floor: no energy
+        s.observe(np.array([1.5]))
+    assert s.energy[0] == 0 and not s.refinable[0]
+    s.observe(np.array([11.5]))  # one transient 10 above the floor: 100 = the threshold
+    assert s.energy[0] == 100.0 and s.refinable[0]
 
 
 def _disc(H, W, centre, r):
