@@ -12,6 +12,8 @@ from rtcal.nmf.residual import (
     RejectedPeaks,
     ResidualBuffer,
     SearchRound,
+    covered_core,
+    covered_core_reference,
     find_candidates,
     local_peaks,
     local_peaks_reference,
@@ -48,6 +50,21 @@ def test_local_peaks_matches_the_maximum_filter_reference(size):
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     nan = np.full((10, 10), np.nan, np.float32)
     assert local_peaks(nan, 3, np.float32(0.0), np.zeros((10, 10), bool))[0].size == 0
+
+
+def test_covered_core_matches_the_reference_with_empty_and_retired_rows():
+    rng = np.random.default_rng(7)
+    rows = []
+    for k in range(12):
+        n = 0 if k == 3 else 40
+        idx = np.sort(rng.choice(900, n, replace=False))
+        values = rng.random(n).astype(np.float32) * (0.0 if k == 5 else 1.0)  # 5: retired
+        rows.append(sp.csr_matrix((values, idx, [0, n]), shape=(1, 900)))
+    csr = sp.vstack(rows, format="csr")
+    csr.data[:3] = 0.0  # stored zeros (a footprint's margin)
+    got = covered_core(csr, (30, 30))
+    np.testing.assert_array_equal(got, covered_core_reference(csr, (30, 30)))
+    assert 0 < got.sum() < 900
 
 
 # --------------------------------------------------------- rejection memory

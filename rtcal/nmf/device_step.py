@@ -255,6 +255,7 @@ class DeviceNMF:
                 self.buffer.view(), self.noise_small, covered_core(self.A.csr, self.shape),
                 self.n_frames,
             )
+            return none  # the extractions start next frame: no frame pays for both
         if not self.search.active:
             return none
         found = self.search.next(self.buffer, self.n_frames)

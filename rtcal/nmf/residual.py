@@ -401,10 +401,34 @@ def _extract(
     return patch, trace.astype(np.float32)
 
 
+@numba.njit(cache=True)
+def _covered_core_kernel(indptr, indices, data, core):  # pragma: no cover - compiled
+    for k in range(indptr.shape[0] - 1):
+        peak = np.float32(0.0)
+        for p in range(indptr[k], indptr[k + 1]):
+            if data[p] > peak:
+                peak = data[p]
+        if peak <= 0:
+            continue
+        level = np.float32(0.3) * peak
+        for p in range(indptr[k], indptr[k + 1]):
+            if data[p] >= level:
+                core[indices[p]] = True
+    return core
+
+
 def covered_core(csr, shape: tuple[int, int]) -> np.ndarray:
     """bool (H, W): pixels where some footprint (rows of ``csr``, K x P) is >= 0.3 x its
     maximum and non-zero (retired components have zero weight): a new component may
-    not start there."""
+    not start there. (One pass over the CSR arrays: the vectorised form,
+    :func:`covered_core_reference`, took 1.3 ms at 512 x 512 / 300 components.)"""
+    core = np.zeros(csr.shape[1], np.bool_)
+    _covered_core_kernel(csr.indptr, csr.indices, csr.data.astype(np.float32, copy=False), core)
+    return core.reshape(shape)
+
+
+def covered_core_reference(csr, shape: tuple[int, int]) -> np.ndarray:
+    """Plain version of :func:`covered_core`."""
     core = np.zeros(csr.shape[1], bool)
     rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
     peak = np.zeros(csr.shape[0], np.float32)
