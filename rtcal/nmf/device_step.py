@@ -249,18 +249,12 @@ class DeviceNMF:
         """As OnlineNMF._search: a SearchRound started every search_every frames on
         the buffer's downloaded maximum, then one extraction (a small patch
         downloaded) per frame."""
-        none = np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
-        if self.n_frames % self.config.search_every == 0 and self.config.max_new_per_search:
-            self.search.start(
-                self.buffer.view(), self.noise_small, covered_core(self.A.csr, self.shape),
-                self.n_frames,
-            )
-            return none  # the extractions start next frame: no frame pays for both
-        if not self.search.active:
-            return none
-        found = self.search.next(self.buffer, self.n_frames)
+        found = self.search.frame(
+            self.n_frames, self.config.search_every, self.buffer, self.noise_small,
+            lambda: covered_core(self.A.csr, self.shape), view=self.buffer.view,
+        )
         if found is None:
-            return none
+            return np.zeros(0, np.int64), np.zeros((0, self.buffer.length), np.float32)
         traces = found.trace[None]
         return self._add([found.footprint], traces), traces
 

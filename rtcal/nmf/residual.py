@@ -12,6 +12,7 @@ correlation test, as OnACID's ``rval``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -304,6 +305,18 @@ class SearchRound:
         self._taken = covered.copy()
         self._small_shape = pnr.shape
         self._accepted = self._attempts = 0
+
+    def frame(self, now: int, every: int, buffer, noise_small: np.ndarray,
+              covered: Callable[[], np.ndarray], view: Callable | None = None
+              ) -> Candidate | None:
+        """A stepper's share of the search at frame ``now``: every ``every`` frames
+        a new round starts (on ``view()``, default ``buffer``; ``covered()`` gives
+        the core mask; both called only then) and nothing is extracted that frame,
+        so that no frame pays for both; on the other frames of a round, :meth:`next`."""
+        if now % every == 0 and self.max_new:
+            self.start(buffer if view is None else view(), noise_small, covered(), now)
+            return None
+        return self.next(buffer, now) if self.active else None
 
     def next(self, buffer, now: int) -> Candidate | None:
         """Extract the next peak still worth one (``buffer``: anything with
