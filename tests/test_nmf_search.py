@@ -198,3 +198,24 @@ def test_adding_components_updates_the_structure_as_a_full_rebuild():
         np.testing.assert_allclose(G, nmf._G, rtol=0, atol=1e-6 * np.abs(G).max())
         for got, want in zip(ov, overlap_lists(nmf.A.csr), strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_background_rows_match_the_reference():
+    from rtcal.nmf.background import cosine_basis
+    from rtcal.nmf.shapes import background_rows, background_rows_reference
+
+    rng = np.random.default_rng(9)
+    fps = np.zeros((5, 30, 40), np.float32)
+    for k in range(5):
+        fps[k][_disc(30, 40, 4.0, rng.integers(5, 25, 2))] = rng.random() + 0.5
+    A = FootprintSet(30, 40)
+    A.add(fps, born_frame=0, margin_px=1)
+    B = cosine_basis(30, 40, 3)
+    K, nb = 5, B.shape[0]
+    got, want = np.zeros((K + nb, K + nb)), np.zeros((K + nb, K + nb))
+    order = np.array([3, 0, 4], np.int64)
+    background_rows(A.csr.indptr, A.csr.indices, A.csr.data, np.ascontiguousarray(B.T),
+                    order, got, K)
+    background_rows_reference(A.csr, B, order, want, K)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert got[3, K:].any() and not got[1].any()

@@ -46,6 +46,7 @@ from rtcal.nmf.residual import (
 from rtcal.nmf.ring import RingConfig, RingModel
 from rtcal.nmf.ring_fit import fit_ring_model
 from rtcal.nmf.shapes import (
+    background_rows,
     extend_overlaps,
     new_rows_overlap,
     overlap_lists,
@@ -327,25 +328,19 @@ class OnlineNMF:
         if K == 0 or order.size == 0:
             return
         csr = self.A.csr
-        GA = np.ascontiguousarray(self._G[:K, :K])
-        refine_footprints(
+        refine_footprints(  # writes only the footprint block G[:K, :K] of the joint G
             csr.indptr,
             csr.indices,
             csr.data,
             self._w,
             self._M,
-            GA,
+            self._G,
             *self._ov,
             order,
             1e-3,
             self._scratch,
         )
-        self._G[:K, :K] = GA
-        for k in order:
-            lo, hi = csr.indptr[k], csr.indptr[k + 1]
-            ab = self.B[:, csr.indices[lo:hi]] @ csr.data[lo:hi].astype(np.float64)
-            self._G[k, K:] = ab
-            self._G[K:, k] = ab
+        background_rows(csr.indptr, csr.indices, csr.data, self._BT, order, self._G, K)
 
     def step(self, frame: np.ndarray, border: tuple[int, int, int, int] = NO_BORDER) -> NMFStep:
         """frame: registered (H, W); border: (top, bottom, left, right) rows and

@@ -105,6 +105,33 @@ def extend_overlaps(ov_ptr, ov_idx, touch, first):  # pragma: no cover - compile
 
 
 @numba.njit(cache=True)
+def background_rows(indptr, indices, data, BT, order, G, K):  # pragma: no cover
+    """For the components in ``order``: G[k, K + b] = G[K + b, k] = a_k . B_b, from
+    the CSR arrays of A and BT = B^T float32 (P, nb); float64 sums. In place."""
+    nb = BT.shape[1]
+    acc = np.zeros(nb)
+    for k in order:
+        acc[:] = 0.0
+        for p in range(indptr[k], indptr[k + 1]):
+            v = np.float64(data[p])
+            row = indices[p]
+            for b in range(nb):
+                acc[b] += BT[row, b] * v
+        for b in range(nb):
+            G[k, K + b] = acc[b]
+            G[K + b, k] = acc[b]
+
+
+def background_rows_reference(csr, B, order, G, K) -> None:
+    """Plain version of :func:`background_rows`."""
+    for k in order:
+        lo, hi = csr.indptr[k], csr.indptr[k + 1]
+        ab = B[:, csr.indices[lo:hi]] @ csr.data[lo:hi].astype(np.float64)
+        G[k, K:] = ab
+        G[K:, k] = ab
+
+
+@numba.njit(cache=True)
 def update_stats(indptr, indices, w_data, M, y, c, beta):  # pragma: no cover - compiled
     """W <- beta W + y c^T on the support pattern; M <- beta M + c c^T. In place."""
     K = c.shape[0]
