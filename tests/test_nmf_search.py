@@ -70,9 +70,8 @@ def test_covered_core_matches_the_reference_with_empty_and_retired_rows():
 # --------------------------------------------------------- rejection memory
 def test_rejected_peaks_block_until_a_larger_transient_or_expiry():
     memory = RejectedPeaks((32, 32), lifetime=30, radius=2.0)
-    region = np.zeros((32, 32), bool)
-    region[20, 4:28] = True  # the neurite the rejected extraction found
-    memory.add(10, 10, score=9.0, now=100, region=region)
+    cols = np.arange(4, 40)  # the neurite the rejected extraction found, partly off the grid
+    memory.add(10, 10, score=9.0, now=100, region=(np.full(cols.size, 20), cols))
     assert memory.blocks(11, 11, 9.0, now=101)  # the same transient, one binned pixel away
     assert memory.blocks(20, 25, 8.0, now=101)  # another maximum along the neurite
     assert memory.blocks(10, 10, 10.0, now=101)  # noise: within 25 %

@@ -239,22 +239,23 @@ class RejectedPeaks:
                     and score <= self.growth * self._score[row, col])
 
     def add(self, row: int, col: int, score: float, now: int,
-            region: np.ndarray | None = None) -> None:
-        """Mark a rejection at binned (row, col); region: bool (h, w) binned pixels of
-        the footprint it extracted, marked too."""
+            region: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Mark a rejection at binned (row, col); region: (rows, cols) binned pixels of
+        the footprint it extracted, marked too (those off the grid are ignored)."""
         h, w = self._score.shape
         r = int(np.ceil(self.radius))
-        box = (slice(max(row - r, 0), min(row + r + 1, h)),
-               slice(max(col - r, 0), min(col + r + 1, w)))
-        yy, xx = np.mgrid[box]
-        mark = np.zeros((h, w), bool)
-        mark[box] = (yy - row) ** 2 + (xx - col) ** 2 <= self.radius**2
+        yy, xx = np.mgrid[
+            max(row - r, 0) : min(row + r + 1, h), max(col - r, 0) : min(col + r + 1, w)
+        ]
+        disc = (yy - row) ** 2 + (xx - col) ** 2 <= self.radius**2
+        rows, cols = yy[disc], xx[disc]
         if region is not None:
-            mark |= region
-        stale = ~self.live(now)
-        self._score[mark & stale] = 0.0
-        self._score[mark] = np.maximum(self._score[mark], score)
-        self._frame[mark] = now
+            inside = (region[0] < h) & (region[1] < w)
+            rows, cols = np.r_[rows, region[0][inside]], np.r_[cols, region[1][inside]]
+        stale = now - self._frame[rows, cols] >= self.lifetime
+        self._score[rows[stale], cols[stale]] = 0.0
+        self._score[rows, cols] = np.maximum(self._score[rows, cols], score)
+        self._frame[rows, cols] = now
 
 
 class SearchRound:
@@ -312,7 +313,6 @@ class SearchRound:
         order = np.argsort(-pnr[ys, xs], kind="stable")
         self._queue = [(int(ys[i]), int(xs[i]), float(pnr[ys[i], xs[i]])) for i in order][::-1]
         self._taken = covered.copy()
-        self._small_shape = pnr.shape
         self._accepted = self._attempts = 0
 
     def frame(self, now: int, every: int, buffer, noise_small: np.ndarray,
@@ -330,9 +330,9 @@ class SearchRound:
     def next(self, buffer, now: int) -> Candidate | None:
         """Extract the next peak still worth one (``buffer``: anything with
         ``patch(box)``); the accepted candidate, or None."""
-        H, W = self._taken.shape if self._taken is not None else (0, 0)
         half = int(np.ceil(2.5 * self.radius_px))
-        while self.active:
+        while self.active:  # (only after start: the queue is empty before)
+            H, W = self._taken.shape
             ys, xs, score = self._queue.pop()
             y, x = 2 * ys + 1, 2 * xs + 1
             if self._taken[min(y, H - 1), min(x, W - 1)]:
@@ -351,10 +351,11 @@ class SearchRound:
             if trace is None:
                 if self.rejected is not None:
                     region = None
-                    if patch is not None:
-                        full = np.zeros((H, W), bool)
-                        full[box] = patch >= 0.2
-                        region = full[::2, ::2][: self._small_shape[0], : self._small_shape[1]]
+                    if patch is not None:  # its pixels at even (row, col): binned // 2
+                        r, c = np.nonzero(patch >= 0.2)
+                        r, c = r + box[0].start, c + box[1].start
+                        even = (r % 2 == 0) & (c % 2 == 0)
+                        region = r[even] // 2, c[even] // 2
                     self.rejected.add(ys, xs, score, now, region)
                 return None
             footprint = np.zeros((H, W), np.float32)
