@@ -254,10 +254,11 @@ def test_bin_and_smooth_matches_numba_and_reference(backend):
     _close(got, bin_and_smooth_reference(frame), 1e-5)
 
 
-def test_device_residual_buffer_serves_the_search_like_the_host_buffer(backend):
+@pytest.mark.parametrize("decay", [0.0, 0.8])
+def test_device_residual_buffer_serves_the_search_like_the_host_buffer(backend, decay):
     rng = np.random.default_rng(8)
-    host = ResidualBuffer(6, 20, 24)
-    dev = DeviceResidualBuffer(6, 20, 24, backend)
+    host = ResidualBuffer(6, 20, 24, decay=decay)
+    dev = DeviceResidualBuffer(6, 20, 24, backend, decay=decay)
     for _ in range(9):  # wraps around
         r = rng.normal(size=(20, 24)).astype(np.float32)
         host.push(r)

@@ -42,6 +42,8 @@ from rtcal.nmf.residual import (
     bin_and_smooth,
     clear_border,
     covered_core,
+    filtered_noise,
+    search_decay,
 )
 from rtcal.nmf.ring import RingConfig, RingModel
 from rtcal.nmf.ring_fit import fit_ring_model
@@ -75,9 +77,14 @@ class OnlineNMFConfig:
     trace's energy makes one refinement's pixel noise at most this fraction of
     the footprint's RMS (``rtcal.nmf.refine_schedule``; inf: refine from the
     start); forget: per-frame decay of the statistics (1 = none);
-    residual_s: length of the residual buffer in seconds; search_every: frames
+    residual_s: length of the residual buffer in seconds; search_tau_s: time
+    constant of the exponential filter the search applies to the smoothed
+    residual before looking for peaks (a matched filter for calcium transients,
+    ``rtcal.nmf.residual.ResidualBuffer``; 0: none); search_every: frames
     between searches for new components; new_min_pnr, new_min_space_corr:
-    acceptance thresholds of a new component; max_new_per_search: cap per search.
+    acceptance thresholds of a new component; max_new_per_search: cap per search;
+    max_tries_per_search: candidates extracted per search at most (each costs
+    ~1 ms, one per frame; a peak left over stays in the buffer for the next).
     Merging and retiring (``rtcal.nmf.curation``): every component is examined
     once per merge_every frames, spread over them (0: never merge or retire);
     duplicates have footprint overlap (cosine) >= merge_min_overlap and trace
@@ -88,7 +95,11 @@ class OnlineNMFConfig:
     soma_min_area_frac to soma_max_area_frac x pi radius_px^2 pixels with
     principal axes no more than soma_max_elongation apart, and a component
     whose refined footprint leaves the gate is retired (inf: keep elongated
-    sources such as dendrites).
+    sources such as dendrites). The area floor of a new component (0.75) is
+    above the seed detector's (0.5): the smallest of 360 simulated somata
+    covers 0.79 pi r^2, and the residual's weak, filtered transients otherwise
+    let blobs on neurite crossings in (33-105 px at r = 6 on the development
+    movies, against >= 100 px for every cell found there).
     """
 
     radius_px: float = 6.0
@@ -100,17 +111,19 @@ class OnlineNMFConfig:
     refine_max_noise: float = 0.3
     forget: float = 1.0
     residual_s: float = 2.0
+    search_tau_s: float = 0.5
     search_every: int = 10
     new_min_pnr: float = 7.0
-    new_min_space_corr: float = 0.75
+    new_min_space_corr: float = 0.9
     max_new_per_search: int = 2
+    max_tries_per_search: int = 4
     merge_every: int = 100
     merge_min_overlap: float = 0.5
     merge_min_corr: float = 0.85
     merge_window_s: float = 10.0
     retire_silent_s: float = 120.0
     retire_min_area_frac: float = 0.1
-    soma_min_area_frac: float = 0.5
+    soma_min_area_frac: float = 0.75
     soma_max_area_frac: float = 3.0
     soma_max_elongation: float = 2.0
 
@@ -125,10 +138,12 @@ class OnlineNMFConfig:
             "refine_max_noise": self.refine_max_noise > 0,
             "forget": 0.9 <= self.forget <= 1.0,
             "residual_s": self.residual_s > 0,
+            "search_tau_s": self.search_tau_s >= 0,
             "search_every": self.search_every >= 1,
             "new_min_pnr": self.new_min_pnr > 0,
             "new_min_space_corr": -1 < self.new_min_space_corr < 1,
             "max_new_per_search": self.max_new_per_search >= 0,
+            "max_tries_per_search": self.max_tries_per_search >= 0,
             "merge_every": self.merge_every >= 0,
             "merge_min_overlap": 0 < self.merge_min_overlap <= 1,
             "merge_min_corr": -1 < self.merge_min_corr <= 1,
@@ -204,13 +219,14 @@ class OnlineNMF:
         self._BBT = B64 @ B64.T
         self._residual = np.zeros(H * W, np.float32)
         self.buffer = ResidualBuffer(
-            max(5, int(round(config.residual_s * fps_hz))), H, W, block=config.search_every
+            max(5, int(round(config.residual_s * fps_hz))), H, W, block=config.search_every,
+            decay=search_decay(config.search_tau_s, fps_hz),
         )
         self.rejected = RejectedPeaks((H // 2, W // 2), lifetime=self.buffer.length)
         self.search = SearchRound(
             radius_px=config.radius_px, min_pnr=config.new_min_pnr,
             min_space_corr=config.new_min_space_corr, max_new=config.max_new_per_search,
-            gate=config.gate, rejected=self.rejected,
+            gate=config.gate, rejected=self.rejected, max_tries=config.max_tries_per_search,
         )
         self.n_frames = 0
         self._rebuild()
@@ -233,10 +249,8 @@ class OnlineNMF:
             bin_and_smooth(step_residual.reshape(H, W), tmp, small)
             residual_small.append(small)
         self.init_traces = np.stack(traces, axis=1) if traces else np.zeros((len(footprints), 0))
-        small = np.stack(residual_small)
-        # Noise of the smoothed residual: robust, from temporal first differences.
-        diff = np.abs(np.diff(small, axis=0))
-        self.noise_small = np.maximum(np.median(diff, axis=0) / (0.6745 * np.sqrt(2)), 1e-6)
+        # Noise of the search statistic (the smoothed, filtered residual)
+        self.noise_small = filtered_noise(np.stack(residual_small), self.buffer.decay)
         noise_px = pixel_noise(self.buffer.raw[: min(self.buffer.n_seen, self.buffer.length)])
         self.curator = Curator(config, fps_hz, self.init_traces, noise_px, self.n_frames, width=W)
         self.merges: list[Action] = []  # every merge and retirement, in order

@@ -57,16 +57,19 @@ class DeviceResidualBuffer:
     (L, H, W) and binned + smoothed float32 (L, H//2, W//2), as
     :class:`rtcal.nmf.residual.ResidualBuffer`. ``n_seen`` is counted on the host."""
 
-    def __init__(self, length: int, height: int, width: int, backend: Backend) -> None:
+    def __init__(
+        self, length: int, height: int, width: int, backend: Backend, decay: float = 0.0
+    ) -> None:
         xp = backend.xp
         self.backend = backend
+        self.decay = float(decay)
         self.raw = xp.zeros((length, height, width), xp.float32)
         self.small = xp.zeros((length, height // 2, width // 2), xp.float32)
         self.n_seen = 0
 
     @classmethod
     def from_host(cls, buffer: ResidualBuffer, backend: Backend) -> DeviceResidualBuffer:
-        out = cls(buffer.length, *buffer.raw.shape[1:], backend)
+        out = cls(buffer.length, *buffer.raw.shape[1:], backend, buffer.decay)
         out.raw[...] = backend.asarray(buffer.raw)
         out.small[...] = backend.asarray(buffer.small)
         out.n_seen = buffer.n_seen
@@ -77,10 +80,15 @@ class DeviceResidualBuffer:
         return int(self.raw.shape[0])
 
     def push(self, residual, small) -> None:
-        """residual: (H*W,) or (H, W); small: its bin_and_smooth (H//2, W//2)."""
+        """residual: (H*W,) or (H, W); small: its bin_and_smooth (H//2, W//2), filtered
+        in time here as by the host buffer (``decay``)."""
         slot = self.n_seen % self.length
         self.raw[slot] = residual.reshape(self.raw.shape[1:])
         self.small[slot] = small
+        if self.decay and self.n_seen:
+            self.small[slot] += self.backend.xp.float32(self.decay) * self.small[
+                (self.n_seen - 1) % self.length
+            ]
         self.n_seen += 1
 
     def order(self) -> np.ndarray:
