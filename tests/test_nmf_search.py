@@ -31,6 +31,14 @@ def _disc(h, w, r, centre):
     return np.hypot(yy - centre[0], xx - centre[1]) <= r
 
 
+def _random_discs(rng, n, h, w, r, lo, hi):
+    """n flat discs of radius r, centres in [lo, hi), heights 0.5-1.5: float32 (n, h, w)."""
+    fps = np.zeros((n, h, w), np.float32)
+    for k in range(n):
+        fps[k][_disc(h, w, r, rng.integers(lo, hi, 2))] = rng.random() + 0.5
+    return fps
+
+
 # ---------------------------------------------------------------- buffer max
 @pytest.mark.parametrize("length, block", [(30, 10), (30, 7), (5, 10), (13, 1), (12, 4)])
 def test_block_maximum_equals_the_maximum_over_every_held_frame(length, block):
@@ -161,9 +169,7 @@ def test_search_spread_over_frames_finds_what_one_frame_finds():
 # ------------------------------------------------------ incremental addition
 def test_footprint_set_add_keeps_every_support_pixel_as_vstack_did():
     rng = np.random.default_rng(5)
-    fps = np.zeros((4, 40, 50), np.float32)
-    for k in range(4):
-        fps[k][_disc(40, 50, 5.0, rng.integers(8, 32, 2))] = rng.random() + 0.5
+    fps = _random_discs(rng, 4, 40, 50, 5.0, 8, 32)
     A = FootprintSet(40, 50)
     A.add(fps[:2], born_frame=0, margin_px=2)
     A.add(fps[2:], born_frame=7, margin_px=2)
@@ -209,9 +215,7 @@ def test_background_rows_match_the_reference():
     from rtcal.nmf.shapes import background_rows, background_rows_reference
 
     rng = np.random.default_rng(9)
-    fps = np.zeros((5, 30, 40), np.float32)
-    for k in range(5):
-        fps[k][_disc(30, 40, 4.0, rng.integers(5, 25, 2))] = rng.random() + 0.5
+    fps = _random_discs(rng, 5, 30, 40, 4.0, 5, 25)
     A = FootprintSet(30, 40)
     A.add(fps, born_frame=0, margin_px=1)
     B = cosine_basis(30, 40, 3)

@@ -98,7 +98,7 @@ class OnlineNMFConfig:
     sources such as dendrites). The area floor of a new component (0.75) is
     above the seed detector's (0.5): the smallest of 360 simulated somata
     covers 0.79 pi r^2, and the residual's weak, filtered transients otherwise
-    let blobs on neurite crossings in (33-105 px at r = 6 on the development
+    let blobs on neurite crossings in (28-105 px at r = 6 on the development
     movies, against >= 100 px for every cell found there).
     """
 
