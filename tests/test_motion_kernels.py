@@ -14,7 +14,12 @@ from rtcal.motion.bandpass import (
 from rtcal.motion.frame_check import centre_frame, centre_frame_reference
 from rtcal.motion.remap import shift_field, unwarp, unwarp_reference
 from rtcal.motion.rigid import apply_shift, apply_shift_reference
-from rtcal.motion.upsampled_dft import dft_correlation, dft_correlation_reference
+from rtcal.motion.upsampled_dft import (
+    dft_correlation,
+    dft_correlation_reference,
+    refine_peak,
+    refine_peak_reference,
+)
 
 
 @pytest.mark.parametrize("shape", [(40, 53), (64, 64), (33, 48)])
@@ -107,3 +112,26 @@ def test_unwarp_equals_dense_field_reference_and_rigid_shift():
         unwarp(frame, constant, centres_y, centres_x), apply_shift_reference(frame, -1.3, 2.2),
         atol=1e-4,
     )
+
+
+@pytest.mark.parametrize("width, upsample", [(64, 4), (51, 4), (64, 1), (48, 10)])
+def test_refine_peak_matches_the_numpy_reference(width, upsample):
+    rng = np.random.default_rng(width + upsample)
+    from scipy import ndimage
+
+    template = ndimage.gaussian_filter(rng.normal(size=(40, width)), 2.0, mode="wrap")
+    shifts = [(1.3, -2.6), (-0.45, 0.2), (3.0, 4.7)]
+    frames = [ndimage.shift(template, s, mode="wrap", order=3) for s in shifts]
+    product = np.stack(
+        [scipy.fft.rfft2(f) * np.conj(scipy.fft.rfft2(template)) for f in frames]
+    ).astype(np.complex64)
+    coarse_y = np.round([s[0] for s in shifts])
+    coarse_x = np.round([s[1] for s in shifts])
+    got = refine_peak(product, width, coarse_y, coarse_x, upsample)
+    want = refine_peak_reference(product, width, coarse_y, coarse_x, upsample)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-4)
+    if upsample > 1:  # and both find the shifts
+        np.testing.assert_allclose(got[0], [s[0] for s in shifts], atol=0.15)
+        np.testing.assert_allclose(got[1], [s[1] for s in shifts], atol=0.15)

@@ -107,3 +107,24 @@ def test_decay_prior_is_used_for_short_traces_and_estimated_for_long_ones():
     assert (tau > 0.75).all()  # estimated from the data, not the 0.5 s prior
     assert abs(np.median(tau) - 1.5) < 0.25 * 1.5
     assert (s_min > 0).all()
+
+
+def test_warm_up_runs_on_copies_and_changes_no_output(movie, monkeypatch):
+    cfg, _, frames, _, _ = movie
+    frames = frames[:360]
+    calls = []
+    warm = Pipeline._warm_up
+    monkeypatch.setattr(Pipeline, "_warm_up", lambda self, *a: calls.append(1) or warm(self, *a))
+    warmed = Pipeline(_config(cfg))
+    got = [o for i, f in enumerate(frames) for o in warmed.push(i, f)]
+    assert calls == [1]
+    monkeypatch.setattr(Pipeline, "_warm_up", lambda self, *a: None)
+    cold = Pipeline(_config(cfg))
+    want = [o for i, f in enumerate(frames) for o in cold.push(i, f)]
+    assert len(got) == len(want) == len(frames)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a.traces, b.traces)
+        np.testing.assert_array_equal(a.spikes, b.spikes)
+        np.testing.assert_array_equal(a.added, b.added)
+    assert warmed.footprints.shape == cold.footprints.shape
+    np.testing.assert_array_equal(warmed.footprints, cold.footprints)

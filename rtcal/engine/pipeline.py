@@ -15,6 +15,7 @@ counted by reason; it never reaches (or corrupts) any stage's state.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,8 +36,10 @@ from rtcal.motion.device_corrector import DeviceMotionCorrector
 from rtcal.motion.fourier import fourier_shift
 from rtcal.nmf.device_step import DeviceNMF
 from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
+from rtcal.nmf.residual import covered_core
 
 MIN_FRAMES_FOR_G = 200  # shorter traces give unreliable AR(1) estimates
+WARM_UP_FRAMES = 20  # frames of the window kept for the warm-up (Pipeline._warm_up)
 
 
 class PipelineConfigError(RtcalError):
@@ -271,13 +274,51 @@ class Pipeline:
         if self._device is not None:  # the per-frame stages continue on the device
             self._motion = DeviceMotionCorrector(self._motion, self._device)
             self._nmf = DeviceNMF(self._nmf, self._device, use_graph=c.cuda_graphs)
-        self.init_seconds = time.perf_counter() - t0
         outputs = []
         for (index, _, t_rec), shift, trace in zip(self._held, shifts, traces.T, strict=True):
             added = np.arange(K) if not outputs else np.zeros(0, np.int64)
             outputs.append(self._output(index, trace, shift, added, t_rec))
+        last = self._held[-1][1]  # as it came: its dtype picks the kernels' signatures
         self._held = []
+        if self._device is None:
+            tail = registered[-WARM_UP_FRAMES:].copy()
+            del raw, registered
+            self._warm_up(last, tail)
+        self.init_seconds = time.perf_counter() - t0
         return outputs
+
+    def _warm_up(self, frame: np.ndarray, frames: np.ndarray) -> None:
+        """Run the steady-state code once on copies of the stages, before the first
+        real frame. frame: the last frame of the window as it arrived (its dtype
+        selects the compiled kernels); frames: float32 (T, H, W), the last
+        registered frames.
+
+        Numba loads each compiled kernel from its cache at its first call, a few ms
+        each: the first frame after initialisation took 20-25 ms, the first
+        addition of a component 7-9 ms and the first search 4 ms, all in the frame
+        loop. Here a frame goes through copies of the stages, a search round
+        starts, a copy of a component is added (so it is merged at once) and one
+        more frame follows, so that those loads fall inside the initialisation.
+        The copies are then dropped: nothing of the real state changes (tested).
+        """
+        shadow = copy.copy(self)
+        shadow._motion, shadow._nmf, shadow._deconv, shadow._dff = copy.deepcopy(
+            (self._motion, self._nmf, self._deconv, self._dff)
+        )
+        nmf = shadow._nmf
+        now = time.monotonic_ns()
+        shadow._step(-1, frame, now)
+        nmf.search.start(nmf.buffer, nmf.noise_small, covered_core(nmf.A.csr, nmf.shape),
+                         nmf.n_frames)
+        nmf.search.next(nmf.buffer, nmf.n_frames)
+        if nmf.n_components:
+            footprint = nmf.A.csr[[0]].toarray().reshape(1, *nmf.shape)
+        else:
+            yy, xx = np.mgrid[: nmf.shape[0], : nmf.shape[1]]
+            r = nmf.config.radius_px
+            footprint = (np.hypot(yy - nmf.shape[0] / 2, xx - nmf.shape[1] / 2) <= r)[None]
+        shadow.add_components(footprint.astype(np.float32), frames)
+        shadow._step(-1, frame, now)
 
     def _kinetics(self, traces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-component AR coefficients g and minimum spike size from traces (K, T).

@@ -140,9 +140,8 @@ def _bilinear_shift(frame, dy, dx, out):  # pragma: no cover - compiled
             top = np.float32(s0[j]) * (one - a) + np.float32(s0[j + 1]) * a
             bottom = np.float32(s1[j]) * (one - a) + np.float32(s1[j + 1]) * a
             o[j] = top * (one - b) + bottom * b
-        for x in range(W):
-            if lo <= x < hi:
-                continue
+        for e in range(lo + W - hi):  # the edge columns only: 0 .. lo-1, hi .. W-1
+            x = e if e < lo else hi + e - lo
             top = np.float32(r0[x0[x]]) * (one - wx[x]) + np.float32(r0[x1[x]]) * wx[x]
             bottom = np.float32(r1[x0[x]]) * (one - wx[x]) + np.float32(r1[x1[x]]) * wx[x]
             out[y, x] = top * (one - b) + bottom * b

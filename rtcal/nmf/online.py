@@ -30,7 +30,12 @@ import scipy.sparse as sp
 from rtcal.buffer.summary import temporal_median
 from rtcal.detect.soma import SomaGate
 from rtcal.errors import RtcalError
-from rtcal.nmf.background import cosine_basis, project, subtract_combination
+from rtcal.nmf.background import (
+    centre_and_project,
+    cosine_basis,
+    cosine_factors,
+    model_residual,
+)
 from rtcal.nmf.curation import SILENT_SD, Action, Curator, merged_footprint, pixel_noise
 from rtcal.nmf.footprints import FootprintSet
 from rtcal.nmf.hals import hals
@@ -208,16 +213,19 @@ class OnlineNMF:
             self.ring = fit_ring_model(init_frames, footprints, zeros, ring_config)
             self.baseline = self.ring.b0.reshape(-1).copy()
             self.B = np.zeros((0, H * W), np.float32)
+            self._U, self._V = np.zeros((0, H), np.float32), np.zeros((0, W), np.float32)
         else:
-            self.baseline = temporal_median(init_frames).reshape(-1)
+            self.baseline = temporal_median(init_frames).reshape(-1).astype(np.float32)
             self.B = cosine_basis(H, W, config.n_background)
+            # its factors: what the frame loop uses (rtcal.nmf.background)
+            self._U, self._V = cosine_factors(H, W, config.n_background)
+        self._y = np.zeros((H, W), np.float32)
         self._bg_proj = np.zeros(self.B.shape[0])
         # fixed with B: reused by every _rebuild (a component added at 512 x 512
         # recomputed them, ~10 ms of each addition's stall in the live engine)
         self._BT = np.ascontiguousarray(self.B.T)  # (P, nb) float32
         B64 = self.B.astype(np.float64)
         self._BBT = B64 @ B64.T
-        self._residual = np.zeros(H * W, np.float32)
         self.buffer = ResidualBuffer(
             max(5, int(round(config.residual_s * fps_hz))), H, W, block=config.search_every,
             decay=search_decay(config.search_tau_s, fps_hz),
@@ -315,12 +323,15 @@ class OnlineNMF:
         """Traces for one frame, statistics updated; returns the flat residual
         (zero on the ``border`` the registration invented)."""
         K = self.A.n_components
-        y = frame.reshape(-1).astype(np.float32)
-        if self.ring is None:
-            y -= self.baseline
+        H, W = self.shape
+        if self.ring is None:  # y = frame - b0 and its background projection, one pass
+            centre_and_project(frame.reshape(H, W), self.baseline.reshape(H, W), self._U,
+                               self._V, self._y, self._bg_proj)
+            y = self._y.reshape(-1)
         else:  # b_t from this frame minus the last frame's cells (one alternation)
+            y = frame.reshape(-1).astype(np.float32)
             y -= self.ring.background_flat(y - self.A.csr.T @ self._c[:K])
-        b = np.concatenate([self.A.project(y), project(self.B, y, self._bg_proj)])
+        b = np.concatenate([self.A.project(y), self._bg_proj])
         self._c = hals(self._G, b, self._c, self._nonneg, self.config.n_sweeps)
         c = self._c[:K]
         update_stats(
@@ -328,13 +339,15 @@ class OnlineNMF:
         )
         self._refine()
         self.schedule.observe(c, self.config.forget)
-        residual = subtract_combination(y, self.B, self._c[K:], self._residual)
-        residual -= self.A.csr.T @ c
+        csr = self.A.csr
+        residual = self.buffer.slot()  # written in place: no copy into the ring
+        model_residual(y.reshape(H, W), self._U, self._V, self._c[K:], csr.indptr,
+                       csr.indices, csr.data, c, residual)
         if any(border):
-            clear_border(residual.reshape(self.shape), border)
+            clear_border(residual, border)
         self.buffer.push(residual)
         self.n_frames += 1
-        return residual
+        return residual.reshape(-1)
 
     def _refine(self) -> None:
         K = self.A.n_components
