@@ -1,0 +1,53 @@
+"""`rtcal bench latency`: the figures it computes from arrival stamps, and a short
+real run of the engine process on loopback."""
+
+import numpy as np
+
+from rtcal.engine.latency_bench import (
+    Arrival,
+    LatencyBenchConfig,
+    phase_summary,
+    run_latency_bench,
+)
+from rtcal.net.results import STAGES
+
+
+class _Frames:
+    def __init__(self, frames, events=()):
+        self.frames, self.events = frames, list(events)
+
+
+def test_phase_summary_splits_latency_into_stages_and_leaves_warm_up_out():
+    ms = 1_000_000
+    frames = {}
+    for s in range(10):
+        sent = 1000 * ms + s * 33 * ms
+        stage = tuple((i + 1) * ms for i in range(len(STAGES)))
+        done = sent + 2 * ms + sum(stage)
+        frames[s] = Arrival(sent, sent + 2 * ms, done, done + ms, stage, s < 2, done + 4 * ms)
+    col = _Frames(frames, [(5, frames[5].t_sent_ns, frames[5].t_arrived_ns + ms)])
+    p = phase_summary(col, range(0, 12), dropped=0)
+    assert (p["n_sent"], p["n_results"], p["n_warmup"], p["lost"]) == (12, 10, 2, 2)
+    total = 2 + sum(range(1, len(STAGES) + 1)) + 1 + 3
+    assert p["latency"]["p50_ms"] == p["latency"]["max_ms"] == total
+    assert p["stages_ms"]["transport_in"]["p50_ms"] == 2
+    assert p["stages_ms"]["publish"]["p50_ms"] == 1
+    assert p["stages_ms"]["transport_out"]["p50_ms"] == 3
+    for i, name in enumerate(STAGES):
+        assert p["stages_ms"][name]["p50_ms"] == i + 1
+    assert p["events"]["max_ms"] == total + 1
+    assert np.allclose(p["latency_ms_values"], [total] * 8)
+
+
+def test_a_short_run_measures_every_frame_with_nothing_dropped():
+    cfg = LatencyBenchConfig(
+        height=64, width=64, n_neurons=6, fps_hz=40.0, duration_s=2.0, init_frames=60,
+        detect_every_frames=0, radius_px=4.0, movie_frames=120,
+    )
+    report = run_latency_bench(cfg, log=lambda *a: None)
+    main = report["main"]
+    assert main["n_sent"] == 80
+    assert main["dropped"] == 0 and main["lost"] == 0 and main["n_warmup"] == 0
+    lat = main["latency"]
+    assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 5000
+    assert report["engine"]["counters"]["processed"] == report["warmup"]["frames"] + 80
