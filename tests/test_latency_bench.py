@@ -5,6 +5,7 @@ import numpy as np
 
 from rtcal.engine.latency_bench import (
     Arrival,
+    EventArrival,
     LatencyBenchConfig,
     phase_summary,
     run_latency_bench,
@@ -24,8 +25,8 @@ def test_phase_summary_splits_latency_into_stages_and_leaves_warm_up_out():
         sent = 1000 * ms + s * 33 * ms
         stage = tuple((i + 1) * ms for i in range(len(STAGES)))
         done = sent + 2 * ms + sum(stage)
-        frames[s] = Arrival(sent, sent + 2 * ms, done, done + ms, stage, s < 2, done + 4 * ms)
-    col = _Frames(frames, [(5, frames[5].t_sent_ns, frames[5].t_arrived_ns + ms)])
+        frames[s] = Arrival(s, sent, sent + 2 * ms, done, done + ms, stage, s < 2, done + 4 * ms)
+    col = _Frames(frames, [EventArrival(5, frames[5].t_sent_ns, "r", frames[5].t_arrived_ns + ms)])
     p = phase_summary(col, range(0, 12), dropped=0)
     assert (p["n_sent"], p["n_results"], p["n_warmup"], p["lost"]) == (12, 10, 2, 2)
     total = 2 + sum(range(1, len(STAGES) + 1)) + 1 + 3

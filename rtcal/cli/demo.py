@@ -303,8 +303,9 @@ class _Tracker:
         from rtcal.report.progress import LiveProgress
 
         got = list(listener.frames.values())
-        lat = np.array([t - r.t_sent_ns for r, t in got if not r.warmup], np.float64) / 1e6
-        self.see_redetect(status, max((r.sequence for r, _ in got), default=0))
+        lat = np.array([a.t_arrived_ns - a.t_sent_ns for a in got if not a.warmup],
+                       np.float64) / 1e6
+        self.see_redetect(status, max((a.sequence for a in got), default=0))
         c = status["counters"]
         p50, p99 = np.percentile(lat, [50, 99]) if lat.size else (np.nan, np.nan)
         return LiveProgress(
@@ -344,10 +345,10 @@ class _Tracker:
 
         phase = phase_summary(listener, range(self.n_total), status["counters"]["dropped"])
         self.see_redetect(status, max(listener.frames, default=0))
-        arrivals = [t for _, t in listener.frames.values()]
-        warm = {s for s, (r, _) in listener.frames.items() if r.warmup}
-        events = [(e, t) for e, t in listener.events if e.sequence not in warm]
-        event_ns = np.array([t - e.t_sent_ns for e, t in events], np.int64)
+        arrivals = [a.t_arrived_ns for a in listener.frames.values()]
+        warm = {s for s, a in listener.frames.items() if a.warmup}
+        events = [e for e in listener.events if e.sequence not in warm]
+        event_ns = np.array([e.t_arrived_ns - e.t_sent_ns for e in events], np.int64)
         return LiveRun(
             fps_hz=cfg.fps_hz,
             init_frames=cfg.init_frames,
@@ -362,7 +363,7 @@ class _Tracker:
             event_latency=percentiles_ms(event_ns),
             stages_ms=phase["stages_ms"],
             counters=status["counters"],
-            events_by_rule=dict(Counter(e.rule for e, _ in listener.events)),
+            events_by_rule=dict(Counter(e.rule for e in listener.events)),
             n_warmup_events=len(listener.events) - len(events),
             redetect={k: v for k, v in status["redetect"].items() if k != "seconds"},
             redetect_frames=np.array(self.redetect_frames, np.int64),

@@ -75,12 +75,22 @@ class Arrival(NamedTuple):
     """What the bench keeps of one frame's result: its header's clocks (ns) and the
     subscriber's arrival stamp, not the result itself."""
 
+    sequence: int
     t_sent_ns: int
     t_received_ns: int
     t_done_ns: int
     t_published_ns: int
     stage_ns: tuple[int, ...]
     warmup: bool
+    t_arrived_ns: int
+
+
+class EventArrival(NamedTuple):
+    """What the bench keeps of one trigger event."""
+
+    sequence: int
+    t_sent_ns: int
+    rule: str
     t_arrived_ns: int
 
 
@@ -97,7 +107,7 @@ class Collector(threading.Thread):
         super().__init__(name="bench-subscriber", daemon=True)
         self.sub = ResultsSubscriber(results, events)
         self.frames: dict[int, Arrival] = {}
-        self.events: list[tuple[int, int, int]] = []  # (sequence, t_sent_ns, arrival ns)
+        self.events: list[EventArrival] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -106,11 +116,12 @@ class Collector(threading.Thread):
             t = time.time_ns()
             if isinstance(msg, FrameResult):
                 self.frames[msg.sequence] = Arrival(
-                    msg.t_sent_ns, msg.t_received_ns, msg.t_done_ns, msg.t_published_ns,
+                    msg.sequence, msg.t_sent_ns, msg.t_received_ns, msg.t_done_ns,
+                    msg.t_published_ns,
                     tuple(int(v) for v in msg.stage_ns), bool(msg.warmup), t,
                 )
             elif isinstance(msg, Event):
-                self.events.append((msg.sequence, msg.t_sent_ns, t))
+                self.events.append(EventArrival(msg.sequence, msg.t_sent_ns, msg.rule, t))
         self.sub.close()
 
 
@@ -199,7 +210,7 @@ def phase_summary(col: Collector, seqs: range, dropped: int) -> dict:
         stages[name] = [a.stage_ns[i] for a in steady]
     stages["publish"] = [a.t_published_ns - a.t_done_ns for a in steady]
     stages["transport_out"] = [a.t_arrived_ns - a.t_published_ns for a in steady]
-    ev = [t - sent for seq, sent, t in col.events if seq in seqs]
+    ev = [e.t_arrived_ns - e.t_sent_ns for e in col.events if e.sequence in seqs]
     first, last = seqs[0], seqs[-1]
     return {
         "n_sent": len(seqs),

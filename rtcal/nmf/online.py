@@ -89,7 +89,7 @@ class OnlineNMFConfig:
     between searches for new components; new_min_pnr, new_min_space_corr:
     acceptance thresholds of a new component; max_new_per_search: cap per search;
     max_tries_per_search: candidates extracted per search at most (each costs
-    ~1 ms, one per frame; a peak left over stays in the buffer for the next).
+    ~0.4 ms, one per frame; a peak left over stays in the buffer for the next).
     Merging and retiring (``rtcal.nmf.curation``): every component is examined
     once per merge_every frames, spread over them (0: never merge or retire);
     duplicates have footprint overlap (cosine) >= merge_min_overlap and trace

@@ -352,7 +352,7 @@ class SearchRound:
     component covers (cheap: a block maximum and a thresholded peak scan);
     each :meth:`next` then extracts peaks from that list, strongest first,
     until one extraction has been made (rank-1 factorisation of the buffer
-    around the peak, ~1 ms at 512 x 512, then the soma gate and the space
+    around the peak, ~0.4 ms at r = 6, then the soma gate and the space
     correlation test), and returns the accepted candidate or None. At most
     ``max_tries`` extractions (default 4 x max_new) and max_new acceptances per
     round. Done in one
