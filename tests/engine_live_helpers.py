@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from rtcal.backend import get_backend
 from rtcal.client import ResultsSubscriber
 from rtcal.engine.config import EngineConfig
 from rtcal.engine.live import Engine
@@ -51,7 +52,10 @@ def endpoints(transport: str) -> dict:
     }
 
 
-def start_engine(ctx, transport="tcp", rules=None, pipeline_overrides=None, **engine_kw) -> Engine:
+def start_engine(ctx, transport="tcp", rules=None, pipeline_overrides=None, device_path=False,
+                 **engine_kw) -> Engine:
+    """device_path: run the pipeline's device steppers (DeviceNMF,
+    DeviceMotionCorrector) with NumPy arrays, as ``--backend cuda`` runs them."""
     # warm_kernels off: these runs are lossless ("block") and time nothing
     kw = {**endpoints(transport), "detect_every_frames": 0, "drop_policy": "block",
           "warm_kernels": False, **engine_kw}
@@ -59,6 +63,8 @@ def start_engine(ctx, transport="tcp", rules=None, pipeline_overrides=None, **en
         pipeline_config(30.0, 4.0), init_frames=INIT_FRAMES, **(pipeline_overrides or {})
     )
     engine = Engine(EngineConfig(**kw), pipeline, rules or [], context=ctx)
+    if device_path:
+        engine.pipeline._device = get_backend("cpu")
     STARTED.append(engine)
     return engine.start()
 

@@ -152,7 +152,8 @@ def _wait_for_runs(engine, n_runs: int, timeout_s: float) -> None:
         time.sleep(0.01)
 
 
-def test_engine_redetect_adds_a_neuron_that_starts_firing_late():
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu", "device-path"])
+def test_engine_redetect_adds_a_neuron_that_starts_firing_late(device_path):
     import time
 
     import zmq
@@ -172,6 +173,7 @@ def test_engine_redetect_adds_a_neuron_that_starts_firing_late():
             keyframe_frames=period,
             keyframe_n_key=10,
             pipeline_overrides={"nmf": replace(nmf, max_new_per_search=0)},  # the detector alone
+            device_path=device_path,  # DeviceNMF, as --backend cuda runs it
         )
         sub = subscribe(engine, ctx)
         sender = FrameSender(engine.endpoints["frames"], context=ctx, timeout_ms=-1)
@@ -185,6 +187,10 @@ def test_engine_redetect_adds_a_neuron_that_starts_firing_late():
                 _wait_for_runs(engine, (i - INIT_FRAMES) // period - 1, timeout_s=60)
         frames, updates, _ = collect(sub, len(movie))
         status = engine.status()
+        if device_path:
+            from rtcal.nmf.device_step import DeviceNMF
+
+            assert isinstance(engine.pipeline._nmf, DeviceNMF)
     finally:
         close_all()
         ctx.destroy(linger=0)

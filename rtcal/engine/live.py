@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import threading
 import time
 
@@ -119,14 +118,7 @@ class Engine:
             frames, self.counters, n_slots=c.ring_slots, policy=c.drop_policy, stop=self.stop_event
         )
         self.redetector = None
-        if c.detect_every_frames and self.pipeline_config.backend != "cpu":
-            # DeviceNMF (rtcal.nmf.device_step) has no add_components yet
-            print(
-                f"rtcal engine: detector re-runs need backend 'cpu' for now "
-                f"(backend is {self.pipeline_config.backend!r}); re-runs are off",
-                file=sys.stderr,
-            )
-        elif c.detect_every_frames:
+        if c.detect_every_frames:  # with DeviceNMF too (its add_components; tested)
             self.redetector = Redetector(
                 self.pipeline.detector,
                 confirm_runs=c.detect_confirm_runs,
