@@ -128,3 +128,16 @@ def test_warm_up_runs_on_copies_and_changes_no_output(movie, monkeypatch):
         np.testing.assert_array_equal(a.added, b.added)
     assert warmed.footprints.shape == cold.footprints.shape
     np.testing.assert_array_equal(warmed.footprints, cold.footprints)
+
+
+def test_a_failing_warm_up_is_reported_and_the_run_goes_on(movie, monkeypatch):
+    cfg, _, frames, _, _ = movie
+
+    def broken(self, *a):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(Pipeline, "_warm_up", broken)
+    p = Pipeline(_config(cfg))
+    with pytest.warns(RuntimeWarning, match="warm-up failed.*boom"):
+        out = [o for i, f in enumerate(frames[:310]) for o in p.push(i, f)]
+    assert p.initialised and len(out) == 310

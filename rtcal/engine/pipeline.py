@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -283,7 +284,11 @@ class Pipeline:
         if self._device is None:
             tail = registered[-WARM_UP_FRAMES:].copy()
             del raw, registered
-            self._warm_up(last, tail)
+            try:
+                self._warm_up(last, tail)
+            except Exception as e:  # an optimisation: its failure must not stop the run
+                warnings.warn(f"pipeline warm-up failed ({type(e).__name__}: {e}); the "
+                              "first frames may be slow", RuntimeWarning, stacklevel=2)
         self.init_seconds = time.perf_counter() - t0
         return outputs
 
