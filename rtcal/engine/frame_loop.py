@@ -264,9 +264,11 @@ class FrameLoop(threading.Thread):
 
     def _add_some(self) -> None:
         """Add a few detected components: each addition stalls the frame loop
-        (measured at 256 x 256, K ~ 30: ~10 ms + 2.5 ms per component; at 512 x 512,
-        K ~ 250: ~105 ms for 4). As many as the last additions say fit in
-        ADD_BUDGET_S, at least one, at most ADD_PER_FRAME."""
+        (first measured at 256 x 256, K ~ 30: ~10 ms + 2.5 ms per component; at
+        512 x 512, K ~ 250: ~105 ms for 4; in the 10-minute 512 x 512 latency bench
+        of 2026-11-25, K ~ 270: 7 ms per call on average, 32 ms at most). As many as
+        the last additions say fit in ADD_BUDGET_S, at least one, at most
+        ADD_PER_FRAME."""
         per_component = self._add_seconds_each
         fit = int(ADD_BUDGET_S / per_component) if per_component > 0 else 1
         n = max(1, min(ADD_PER_FRAME, fit, len(self._to_add)))
