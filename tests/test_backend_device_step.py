@@ -142,12 +142,38 @@ def test_device_motion_tracks_the_rigid_corrector(moving_movie, backend):
     assert _rel(dev.template, cpu.template) < 1e-5  # the template was refreshed on both
 
 
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("cuda", marks=GPU)])
+def test_device_nmf_merges_and_retires_like_online_nmf(still_movie, backend):
+    cfg, truth, frames, _ = still_movie
+    frames = frames.astype(np.float32)
+    A = truth["footprints"]
+    # retire_silent_s 1 s: cells that rest for a second are retired as silent
+    config = OnlineNMFConfig(radius_px=6.0, max_new_per_search=0, retire_silent_s=1.0,
+                             merge_every=20)
+    nmf = OnlineNMF(config, cfg.fps_hz, A, frames[:N_INIT])
+    dev = DeviceNMF(nmf, get_backend(backend))
+    for f in frames[N_INIT : N_INIT + 20]:
+        nmf.step(f), dev.step(f)
+    # a copy of component 0 arrives: merged at once, on both
+    traces = np.abs(np.random.default_rng(1).normal(size=(1, nmf.buffer.length)))
+    traces = traces.astype(np.float32)
+    np.testing.assert_array_equal(
+        dev.add_components(A[:1], traces), nmf.add_components(A[:1], traces)
+    )
+    for f in frames[N_INIT + 20 :]:
+        want, got = nmf.step(f), dev.step(f)
+        np.testing.assert_array_equal(got.retired, want.retired)
+        assert _rel(got.traces, want.traces) < 1e-4
+    kinds = [(m.kind, m.keep, m.gone) for m in nmf.merges]
+    assert kinds == [(m.kind, m.keep, m.gone) for m in dev.merges]
+    assert ("merge", 0, len(A)) in kinds  # the copy, merged into component 0
+    assert any(k == "retire" for k, _, _ in kinds)
+    assert _rel(dev.A.csr.data, nmf.A.csr.data) < 1e-4
+
+
 def test_pipeline_device_hook_gives_the_cpu_outputs(moving_movie):
     cfg, truth, frames, _ = moving_movie
-    config = pipeline_config(cfg.fps_hz, 6.0, init_frames=N_INIT)
-    # The device stepper neither merges nor retires (rtcal.nmf.device_step): compare
-    # the paths with curation off, or a retirement on the CPU alone sets them apart.
-    config = dataclasses.replace(config, nmf=dataclasses.replace(config.nmf, merge_every=0))
+    config = pipeline_config(cfg.fps_hz, 6.0, init_frames=N_INIT)  # curation on
     plain = Pipeline(config)
     hooked = Pipeline(config)
     hooked._device = get_backend("cpu")  # the device path, run with NumPy arrays

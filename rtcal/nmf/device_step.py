@@ -26,9 +26,13 @@ sparse products for the single-launch kernels of :mod:`rtcal.backend.cuda`;
 ``use_graph`` then captures steps 1-4 as one CUDA graph after a first eager
 frame (and again after each change of the component set). Only the 2p
 low-rank background is ported; the 1p ring model stays on the CPU path.
-Merging and retiring (``rtcal.nmf.curation``) are not ported either: on the
-device, duplicates, dead components and neurites that grew out of the soma
-gate stay until the next detector re-run.
+
+Merging and retiring (``rtcal.nmf.curation``) run as on the CPU: the curator
+sees the downloaded traces and, per frame, the few Gram entries and the one
+footprint it examines (small downloads); when it decides, the state comes to
+a host twin (an OnlineNMF), whose own ``_merge`` / ``_zero`` apply the action,
+and the device structures are rebuilt from it (milliseconds, on those rare
+frames), as after an addition.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import scipy.sparse as sp
 
 from rtcal.backend import Backend, cuda
 from rtcal.errors import RtcalError
+from rtcal.nmf.curation import SILENT_SD
 from rtcal.nmf.online import NO_BORDER, NMFStep, OnlineNMF
 from rtcal.nmf.residual import clear_border, covered_core
 from rtcal.nmf.xp_background import project_basis, subtract_basis
@@ -104,13 +109,23 @@ class DeviceNMF:
         self.noise_small = nmf.noise_small
         self.init_traces = nmf.init_traces
         self.n_frames = nmf.n_frames
-        self.schedule = copy.deepcopy(nmf.schedule)
-        self._host = copy.deepcopy(nmf.A)  # synced from the device when read
+        # The host twin: its footprint set, refinement schedule and curator are this
+        # stepper's own; the rest of its state is synced from the device only when
+        # a merge or retirement is applied to it (its residual buffer is not needed).
+        buffer, nmf.buffer = nmf.buffer, None
+        try:
+            self._twin = copy.deepcopy(nmf)
+        finally:
+            nmf.buffer = buffer
+        self.schedule = self._twin.schedule
+        self.curator = self._twin.curator
+        self.merges = self._twin.merges
+        self._host = self._twin.A  # synced from the device when read
         up = backend.asarray
         self._baseline = up(np.asarray(nmf.baseline, np.float32))
         self._B = up(nmf.B.astype(np.float32))
         self._B64 = up(nmf.B.astype(np.float64))
-        self.buffer = DeviceResidualBuffer.from_host(nmf.buffer, backend)
+        self.buffer = DeviceResidualBuffer.from_host(buffer, backend)
         self.rejected = copy.deepcopy(nmf.rejected)
         self.search = copy.deepcopy(nmf.search)
         self.search.rejected = self.rejected
@@ -239,10 +254,68 @@ class DeviceNMF:
         self.n_frames += 1
         traces = be.to_host(self._c[: self.n_components]).copy()
         self.schedule.observe(traces, self.config.forget)
+        if self._curate(traces):  # a merge changes the kept component's trace
+            traces = be.to_host(self._c[: self.n_components]).copy()
         added, added_traces = self._search()
         if len(added):  # the new components' traces too
             traces = be.to_host(self._c[: self.n_components]).copy()
-        return NMFStep(traces, added, added_traces)
+        return NMFStep(traces, added, added_traces, self.curator.retired.copy())
+
+    # -------------------------------------------------- merging and retiring
+    def _curate(self, traces: np.ndarray) -> bool:
+        """As OnlineNMF._curate, on this frame's host traces; True if it acted."""
+        if not self.config.merge_every:
+            return False
+        be, xp = self.backend, self.backend.xp
+        K = self.n_components
+        diag = be.to_host(xp.diagonal(self._G)[:K])
+        norm = np.sqrt(np.maximum(diag, 1e-12))
+        self.curator.observe(self.n_frames, traces, SILENT_SD * self.curator.noise_px / norm)
+        acted = False
+        for i in self.curator.due(self.n_frames):
+            if self.curator.retired[i]:  # merged away earlier in this frame
+                continue
+            csr = self._host.csr
+            lo, hi = csr.indptr[i], csr.indptr[i + 1]
+            partners = self._partners(i)
+            action = self.curator.check(
+                i, self.n_frames, self._gram_entries(np.r_[i, partners]), partners,
+                self._host.born_frame, be.to_host(self._fp.data[lo:hi]), csr.indices[lo:hi],
+            )
+            if action is not None:
+                self._apply(action)
+                acted = True
+        return acted
+
+    def _partners(self, k: int) -> np.ndarray:
+        """Components whose supports overlap k's (k included), as OnlineNMF._partners."""
+        ptr, idx = self._fp.ov_ptr_host, self._fp.ov_idx_host
+        return idx[ptr[k] : ptr[k + 1]]
+
+    def _gram_entries(self, index: np.ndarray) -> _GramEntries:
+        """The Gram matrix's entries among components ``index``, downloaded."""
+        be = self.backend
+        index = np.unique(index)
+        on = be.asarray(index.astype(np.int64))
+        return _GramEntries(index, be.to_host(self._G[on[:, None], on[None, :]]))
+
+    def _apply(self, action) -> None:
+        """A merge or retirement, applied by the host twin to the device's state."""
+        be, twin = self.backend, self._twin
+        self._sync_host()
+        twin._c = be.to_host(self._c).astype(np.float32)
+        twin._w = be.to_host(self._w).astype(np.float64)
+        twin._M = be.to_host(self._M).astype(np.float64)
+        twin._G = be.to_host(self._G).astype(np.float64)
+        twin.n_frames = self.n_frames
+        twin._ov = (self._fp.ov_ptr_host, self._fp.ov_idx_host)
+        if action.kind == "merge":
+            twin._merge(action.keep, action.gone)
+        else:
+            twin._zero(action.gone)
+            self.curator.retire(action.gone)
+        self.merges.append(action)
+        self._load(twin._c, twin._w, twin._M, twin._G)
 
     # -------------------------------------------------------- new components
     def _search(self) -> tuple[np.ndarray, np.ndarray]:
@@ -300,4 +373,25 @@ class DeviceNMF:
             np.diagonal(traces.astype(np.float64) @ traces.T.astype(np.float64)),
         )
         self._load(c, w, M, G)
+        self.curator.add(traces, self.n_frames)
+        for k in new if self.config.merge_every else ():  # as OnlineNMF._add
+            twin = self.curator.twin_of(
+                k, self._gram_entries(self._partners(k)), self._partners(k),
+                self._host.born_frame,
+            )
+            if twin is not None:
+                self._apply(twin)
         return new
+
+
+class _GramEntries:
+    """Entries of the (K + nb)^2 Gram matrix among a few components, indexed by
+    their global indices as the curator reads them (``gram[i, j]``)."""
+
+    def __init__(self, index: np.ndarray, sub: np.ndarray) -> None:
+        self._pos = {int(k): n for n, k in enumerate(index)}
+        self._sub = sub
+
+    def __getitem__(self, key: tuple[int, int]) -> float:
+        i, j = key
+        return float(self._sub[self._pos[int(i)], self._pos[int(j)]])
