@@ -309,12 +309,7 @@ class DeviceNMF:
         twin._G = be.to_host(self._G).astype(np.float64)
         twin.n_frames = self.n_frames
         twin._ov = (self._fp.ov_ptr_host, self._fp.ov_idx_host)
-        if action.kind == "merge":
-            twin._merge(action.keep, action.gone)
-        else:
-            twin._zero(action.gone)
-            self.curator.retire(action.gone)
-        self.merges.append(action)
+        twin._apply(action)  # records it in self.merges (the twin's list)
         self._load(twin._c, twin._w, twin._M, twin._G)
 
     # -------------------------------------------------------- new components

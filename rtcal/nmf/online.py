@@ -441,8 +441,7 @@ class OnlineNMF:
         for k in new if self.config.merge_every else ():  # 0: never merge
             twin = self.curator.twin_of(k, self._G, self._partners(k), self.A.born_frame)
             if twin is not None:
-                self._merge(twin.keep, twin.gone)
-                self.merges.append(twin)
+                self._apply(twin)
         return new
 
     # -------------------------------------------------- merging and retiring
@@ -460,14 +459,17 @@ class OnlineNMF:
                 i, self.n_frames, self._G, self._partners(i), self.A.born_frame,
                 csr.data[support], csr.indices[support],
             )
-            if action is None:
-                continue
-            if action.kind == "merge":
-                self._merge(action.keep, action.gone)
-            else:
-                self._zero(action.gone)
-                self.curator.retire(action.gone)
-            self.merges.append(action)
+            if action is not None:
+                self._apply(action)
+
+    def _apply(self, action: Action) -> None:
+        """Carry out a merge or a retirement, and record it in ``merges``."""
+        if action.kind == "merge":
+            self._merge(action.keep, action.gone)
+        else:
+            self._zero(action.gone)
+            self.curator.retire(action.gone)
+        self.merges.append(action)
 
     def _partners(self, k: int) -> np.ndarray:
         """Components whose supports overlap k's (k included)."""
