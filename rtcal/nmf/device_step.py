@@ -370,9 +370,9 @@ class DeviceNMF:
         self._load(c, w, M, G)
         self.curator.add(traces, self.n_frames)
         for k in new if self.config.merge_every else ():  # as OnlineNMF._add
+            partners = self._partners(k)
             twin = self.curator.twin_of(
-                k, self._gram_entries(self._partners(k)), self._partners(k),
-                self._host.born_frame,
+                k, self._gram_entries(partners), partners, self._host.born_frame
             )
             if twin is not None:
                 self._apply(twin)
