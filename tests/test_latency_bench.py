@@ -40,6 +40,22 @@ def test_phase_summary_splits_latency_into_stages_and_leaves_warm_up_out():
     assert np.allclose(p["latency_ms_values"], [total] * 8)
 
 
+def test_worst_frames_name_the_stage_that_made_them_late():
+    ms = 1_000_000
+    stage = tuple(ms for _ in STAGES)
+    frames = {}
+    for s in range(20):
+        sent = s * 10 * ms
+        late = 50 * ms if s == 7 else 2 * s * ms // 10  # frame 7: its result arrived late
+        done = sent + ms + sum(stage)
+        frames[s] = Arrival(s, sent, sent + ms, done, done + ms, stage, False, done + ms + late)
+    worst = phase_summary(_Frames(frames), range(20), dropped=0)["worst_frames"]
+    assert len(worst) == 10 and worst[0]["sequence"] == 7
+    assert worst[0]["transport_out"] == 50 and worst[0]["latency_ms"] == 1 + len(STAGES) + 1 + 50
+    assert [w["sequence"] for w in worst[1:4]] == [19, 18, 17]
+    assert all(w["queue"] == 1 for w in worst)
+
+
 def test_a_short_run_measures_every_frame_with_nothing_dropped():
     cfg = LatencyBenchConfig(
         height=64, width=64, n_neurons=6, fps_hz=40.0, duration_s=2.0, init_frames=60,
@@ -52,3 +68,6 @@ def test_a_short_run_measures_every_frame_with_nothing_dropped():
     lat = main["latency"]
     assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 5000
     assert report["engine"]["counters"]["processed"] == report["warmup"]["frames"] + 80
+    assert report["engine"]["gc"]["frozen"] > 0  # the engine froze its heap
+    assert report["engine"]["stalls"]["gc_freeze"]["n"] == 1
+    assert set(report["bench_gc"]) == {"gen0", "gen1", "gen2", "frozen"}

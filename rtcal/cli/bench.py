@@ -93,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
         "stages (p50 / p99 ms): "
         + ", ".join(f"{k} {v['p50_ms']:.3f} / {v['p99_ms']:.3f}" for k, v in stages.items())
     )
+    gc_stats, stalls = report["engine"]["gc"], report["engine"]["stalls"]
+    print(
+        "engine pauses (n, max ms): "
+        + ", ".join(
+            f"gc {g} {gc_stats[g]['n']}, {gc_stats[g]['max_ms']:.1f}" for g in ("gen1", "gen2")
+        )
+        + "".join(f", {k} {v['n']}, {v['max_ms']:.1f}" for k, v in stalls.items())
+        + f"; this process: gc gen2 {report['bench_gc']['gen2']['n']}, "
+        f"{report['bench_gc']['gen2']['max_ms']:.1f}"
+    )
     if report["search"]:
         print(f"highest sustained rate: {report['search']['max_sustained_hz']:.0f} Hz")
     if args.json:

@@ -32,6 +32,7 @@ import numpy as np
 
 from rtcal.engine.components import ComponentSet, footprint_csr
 from rtcal.engine.config import EngineConfig
+from rtcal.engine.gc_pauses import freeze_heap
 from rtcal.engine.latency import LatencyLog
 from rtcal.engine.novelty import find_new
 from rtcal.engine.pipeline import FrameOutput, Pipeline
@@ -147,6 +148,10 @@ class FrameLoop(threading.Thread):
                     continue
                 if self._warmup and self._caught_up(ring):
                     self._warmup = False
+                    if self.config.freeze_gc:  # the initialised pipeline too
+                        t0 = time.perf_counter()
+                        freeze_heap()
+                        self.stalls.add("gc_freeze", time.perf_counter() - t0)
                 slot = ring.pop(0.02)
                 if slot is not None:
                     self._take(ring, slot)

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rtcal.client import ControlClient, FrameSender, ResultsSubscriber
+from rtcal.engine.gc_pauses import GcPauses, freeze_heap
 from rtcal.engine.latency import percentiles_ms
 from rtcal.errors import RtcalError
 from rtcal.net import Event, FrameResult
@@ -223,8 +224,20 @@ def phase_summary(col: Collector, seqs: range, dropped: int) -> dict:
         "events": percentiles_ms(np.array(ev, np.int64)),
         "stages_ms": {k: percentiles_ms(np.array(v, np.int64)) for k, v in stages.items()},
         "frames": [first, last],
+        "worst_frames": _worst_frames(steady, lat, stages),
         "latency_ms_values": (lat / 1e6).tolist(),
     }
+
+
+def _worst_frames(steady: list[Arrival], lat: np.ndarray, stages: dict, n: int = 10) -> list:
+    """The n latest frames, each with its stages (ms): which part of the path
+    made it late (the engine's stages, or a transport: a process off the CPU)."""
+    worst = np.argsort(lat)[::-1][:n]
+    return [
+        {"sequence": steady[i].sequence, "latency_ms": round(float(lat[i]) / 1e6, 3),
+         **{k: round(v[i] / 1e6, 3) for k, v in stages.items()}}
+        for i in worst
+    ]
 
 
 def _sustained(phase: dict, fps_hz: float) -> bool:
@@ -309,8 +322,13 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
     movie = simulated_movie(cfg)
     log(f"movie {cfg.height}x{cfg.width}, {cfg.n_neurons} neurons, {len(movie)} frames (looped)")
     session = _Session(cfg, movie)
+    # The subscriber's own collector would delay its receipts like the engine's:
+    # this process is frozen too (rtcal.engine.gc_pauses), and its pauses reported.
+    pauses = GcPauses()
     try:
         warm_s = session.warm_up()
+        freeze_heap()
+        pauses.install()
         n_warm = session.next_seq
         warm = phase_summary(session.col, range(0, n_warm), 0)
         log(f"warm-up {warm_s:.1f} s ({session.next_seq} frames)")
@@ -326,6 +344,8 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
     except BaseException:
         session.proc.kill()
         raise
+    finally:
+        pauses.remove()
     return {
         "config": asdict(cfg),
         "warmup": {
@@ -337,7 +357,8 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
         "main": main,
         "search": search,
         "engine": {k: status[k] for k in ("counters", "n_components", "redetect", "latency_ms",
-                                          "stalls")},
+                                          "stalls", "gc")},
+        "bench_gc": pauses.summary(),
     }
 
 
@@ -354,6 +375,7 @@ def _search(session: _Session, cfg: LatencyBenchConfig, log) -> dict:
                 "dropped": phase["dropped"],
                 "lost": phase["lost"],
                 "latency": phase["latency"],
+                "worst_frames": phase["worst_frames"][:3],
             }
         )
         log(

@@ -30,6 +30,7 @@ from rtcal.detect.proposal import FootprintProposer
 from rtcal.engine.config import EngineConfig
 from rtcal.engine.control import ControlServer
 from rtcal.engine.frame_loop import FrameLoop
+from rtcal.engine.gc_pauses import GcPauses, freeze_heap
 from rtcal.engine.pipeline import Pipeline, PipelineConfig
 from rtcal.engine.publisher import Publisher
 from rtcal.engine.redetect import Redetector
@@ -75,6 +76,7 @@ class Engine:
         self._t_start = 0.0
         self._started = False
         self.warm_seconds = 0.0
+        self.gc_pauses = GcPauses()
         self.summary: dict = {}
 
     # ----------------------------------------------------------- sockets
@@ -100,6 +102,9 @@ class Engine:
             from rtcal.engine.warmup import warm_kernels
 
             self.warm_seconds = warm_kernels(self.pipeline_config, keyframe_n_key=c.keyframe_n_key)
+        if c.freeze_gc:  # modules, kernels, the detector: out of the collector's reach
+            freeze_heap()
+        self.gc_pauses.install()  # from here on (the freeze's own collection is not a pause)
         kind = zmq.PULL if c.frames_pattern == "pull" else zmq.SUB
         socks = []
         try:
@@ -195,6 +200,7 @@ class Engine:
         self.publisher.close()
         self._closed.set()
         self.control.join()
+        self.gc_pauses.remove()
         if self.loop.error is not None:
             raise EngineError(f"the frame loop failed: {self.loop.error!r}") from self.loop.error
         return self.summary
@@ -256,6 +262,7 @@ class Engine:
                 "seconds": list(loop.redetect_seconds[-20:]),
             },
             "stalls": loop.stalls.summary(),
+            "gc": self.gc_pauses.summary(),
             "triggers": self.triggers.status(),
             "results_path": self.config.results_path,
         }

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rtcal.detect.proposal import FootprintProposer
+from rtcal.engine.gc_pauses import freeze_heap
 from rtcal.engine.pipeline import FrameOutput, Pipeline, PipelineConfig
 from rtcal.store import ResultsWriter
 
@@ -45,9 +46,13 @@ def run_frames(
     footprint_every: int = 500,
     attrs: dict | None = None,
     detector: FootprintProposer | None = None,
+    freeze_gc: bool = False,
 ) -> RunSummary:
     """Feed frames (each (H, W)) in order; write ``out_path``; return a summary.
-    detector: initial footprint proposer (default: the seed detector)."""
+    detector: initial footprint proposer (default: the seed detector);
+    freeze_gc: once initialised, move every live object out of the garbage
+    collector's reach, as the live engine does (``rtcal.engine.gc_pauses``; for a
+    command-line run: it is process-wide)."""
     pipeline = Pipeline(config, detector)
     meta = {
         "pipeline": "online",
@@ -86,7 +91,11 @@ def run_frames(
                     t_done_ns=out.t_done_ns,
                 )
 
+        frozen = not freeze_gc
         for index, frame in enumerate(frames):
+            if not frozen and pipeline.initialised:
+                freeze_heap()
+                frozen = True
             outputs = pipeline.push(index, frame)
             write(outputs)
             if pipeline.initialised and len(outputs) == 1:

@@ -1,0 +1,48 @@
+"""Developer diagnostics in tools/: they run and report what they claim."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rtcal.sim import make_config, write_simulation
+from rtcal.store import ResultsWriter
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_missed_cells_lists_exactly_the_cells_left_out(tmp_path):
+    cfg = make_config("2p", height=64, width=64, n_frames=30, n_neurons=6, seed=4,
+                      radius_min_px=3.5, radius_max_px=5)
+    paths = write_simulation(tmp_path / "sim", cfg)
+    truth = np.load(paths.truth)
+    kept = [0, 1, 3, 5]  # cells 2 and 4 are "missed"
+    out = tmp_path / "r.h5"
+    with ResultsWriter(out, height=64, width=64, fps_hz=cfg.fps_hz) as w:
+        born = np.zeros(len(kept), np.int64)
+        w.set_footprints(truth["footprints"][kept].astype(np.float32), born)
+        for t in range(5):
+            w.append_frame(index=t, traces=np.zeros(len(kept), np.float32),
+                           spikes=np.zeros(len(kept), np.float32), shift=(0, 0),
+                           t_received_ns=0, t_done_ns=0)
+    text = _run(str(TOOLS / "missed_cells.py"), str(out), str(paths.truth))
+    assert text.startswith("4 of 6 cells found")
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0] == "cell" and rows[2:] == ["2", "4"]
+    assert "best IoU" in text and "resting contrast, missed" in text
+
+
+def test_gc_pause_times_full_collections_before_and_after_the_freeze():
+    text = _run(str(TOOLS / "gc_pause.py"), "--repeat", "2")
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
+    before = float(lines["as imported"].split("|")[2])
+    frozen = next(v for k, v in lines.items() if k.startswith("frozen"))
+    assert before > float(frozen.split("|")[2])  # frozen: nothing left to walk
+    assert int(text.split(":")[1].split()[0]) > 10_000  # objects tracked after the imports
