@@ -3,6 +3,8 @@
 import gc
 
 import pytest
+import zmq
+from engine_live_helpers import close_all
 
 from rtcal.cli import limit_blas_threads
 
@@ -15,3 +17,13 @@ def _unfreeze_gc():
     a test froze back to the collector, so that its engine's cycles can be freed."""
     yield
     gc.unfreeze()
+
+
+@pytest.fixture
+def ctx():
+    """A ZeroMQ context for one test; the engines the test started
+    (``engine_live_helpers.start_engine``) are closed before it goes."""
+    c = zmq.Context()
+    yield c
+    close_all()
+    c.destroy(linger=0)

@@ -9,7 +9,6 @@ import zmq
 from engine_live_helpers import (
     FIRING_RULES,
     INIT_FRAMES,
-    close_all,
     collect,
     small_movie,
     start_engine,
@@ -25,14 +24,6 @@ from rtcal.store import read_results
 @pytest.fixture(scope="module")
 def movie():
     return small_movie(300)
-
-
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    close_all()
-    c.destroy(linger=0)
 
 
 def _send(engine, ctx, frames, period_s=0.0):

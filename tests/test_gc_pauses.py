@@ -6,8 +6,7 @@ import time
 import weakref
 
 import pytest
-import zmq
-from engine_live_helpers import INIT_FRAMES, close_all, small_movie, start_engine
+from engine_live_helpers import INIT_FRAMES, small_movie, start_engine
 
 from rtcal.client import FrameSender
 from rtcal.engine.config import EngineConfig, EngineConfigError
@@ -70,14 +69,6 @@ def test_gc_pauses_counts_and_times_each_generation():
 def test_engine_config_freeze_gc_must_be_a_bool():
     with pytest.raises(EngineConfigError, match="freeze_gc"):
         EngineConfig(freeze_gc="yes")
-
-
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    close_all()
-    c.destroy(linger=0)
 
 
 def _run_past_warmup(ctx, freeze_gc: bool) -> dict:
