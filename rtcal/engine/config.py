@@ -56,8 +56,8 @@ class EngineConfig:
         first frames pay Numba's compilation, seconds on a fresh machine.
     freeze_gc: move every object alive before the sockets are bound, and again
         when the warm-up ends, out of the garbage collector's reach
-        (``rtcal.engine.gc_pauses``): a full collection otherwise stops every
-        thread for ~115 ms every few minutes.
+        (``rtcal.engine.gc_pauses``): a full collection, when CPython starts
+        one, otherwise stops every thread for ~116 ms.
     """
 
     frames_endpoint: str = "tcp://127.0.0.1:5555"

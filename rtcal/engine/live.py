@@ -104,7 +104,6 @@ class Engine:
             self.warm_seconds = warm_kernels(self.pipeline_config, keyframe_n_key=c.keyframe_n_key)
         if c.freeze_gc:  # modules, kernels, the detector: out of the collector's reach
             freeze_heap()
-        self.gc_pauses.install()  # from here on (the freeze's own collection is not a pause)
         kind = zmq.PULL if c.frames_pattern == "pull" else zmq.SUB
         socks = []
         try:
@@ -143,6 +142,7 @@ class Engine:
             stop=self.stop_event,
         )
         self.control = ControlServer(control, self.handle, self.counters, self._closed)
+        self.gc_pauses.install()  # from here on (the freeze's own collection is not a pause)
         self._t_start = time.monotonic()
         for t in (self.control, self.loop, self.receiver):
             t.start()
