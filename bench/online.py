@@ -16,9 +16,9 @@ Before the first run of each size the kernels are compiled (or loaded from
 Numba's cache) by ``rtcal.engine.warmup.warm_kernels``, as the live engine does
 before it binds its sockets: without it the first run's worst frame is a
 kernel's first call (measured: 87 ms at 512 x 512, against 9.7 ms warm).
-``--cold`` skips that. When a run's pipeline has initialised, every live object
-is moved out of the garbage collector's reach (``rtcal.engine.gc_pauses``), as
-the engine does after its warm-up; ``--no-gc-freeze`` skips that.
+``--cold`` skips that. ``--gc-freeze`` moves every live object out of the
+garbage collector's reach once a run's pipeline has initialised
+(``rtcal.engine.gc_pauses``; the engine's ``freeze_gc``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def one_run(
     size: int, neurons: int, n_frames: int, seed: int, *, trace_memory: bool = False,
     backend: str = "cpu",
     cuda_graphs: bool = False,
-    freeze_gc: bool = True,
+    freeze_gc: bool = False,
 ) -> tuple[np.ndarray, float]:
     """Returns float64 (n, 4) ms per frame (motion, nmf, deconv, total) and, with
     trace_memory, the pipeline's peak traced allocation in MiB (else NaN)."""
@@ -86,8 +86,8 @@ def main() -> None:
     p.add_argument("--backend", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--cuda-graphs", action="store_true", help="with --backend cuda")
     p.add_argument("--cold", action="store_true", help="no kernel warm-up before the runs")
-    p.add_argument("--no-gc-freeze", action="store_true",
-                   help="leave every object to the garbage collector (rtcal.engine.gc_pauses)")
+    p.add_argument("--gc-freeze", action="store_true",
+                   help="freeze the heap after initialisation (rtcal.engine.gc_pauses)")
     p.add_argument("--neurons", type=int, default=None, help="neurons at every size "
                    "(default: 60 / 300 / 1500 for 256 / 512 / 1024)")
     args = p.parse_args()
@@ -100,7 +100,7 @@ def main() -> None:
                                          cuda_graphs=args.cuda_graphs))
         runs = [
             one_run(size, SIZES[size], args.frames, seed=100 + r, backend=args.backend,
-                    cuda_graphs=args.cuda_graphs, freeze_gc=not args.no_gc_freeze)[0]
+                    cuda_graphs=args.cuda_graphs, freeze_gc=args.gc_freeze)[0]
             for r in range(args.runs)
         ]
         # One more, untimed, run under tracemalloc for the pipeline's own peak (host) memory.

@@ -68,6 +68,5 @@ def test_a_short_run_measures_every_frame_with_nothing_dropped():
     lat = main["latency"]
     assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 5000
     assert report["engine"]["counters"]["processed"] == report["warmup"]["frames"] + 80
-    assert report["engine"]["gc"]["frozen"] > 0  # the engine froze its heap
-    assert report["engine"]["stalls"]["gc_freeze"]["n"] == 1
+    assert "gc_freeze" not in report["engine"]["stalls"]  # off by default
     assert set(report["bench_gc"]) == {"gen0", "gen1", "gen2", "frozen"}

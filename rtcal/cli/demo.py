@@ -466,7 +466,6 @@ def _run_offline(args: argparse.Namespace, out: Path, console) -> int:
             width=cfg.width,
             detector=make_detector(args.detector, config),
             attrs={"detector": args.detector},
-            freeze_gc=True,
         )
     print_summary(console, summary, results_path)
     results = read_results(results_path)

@@ -127,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
             width=movie.width,
             attrs={"detector": detector_name},
             detector=detector,
-            freeze_gc=True,
         )
     print_summary(console, summary, args.out)
     return 0

@@ -56,8 +56,8 @@ class EngineConfig:
         first frames pay Numba's compilation, seconds on a fresh machine.
     freeze_gc: move every object alive before the sockets are bound, and again
         when the warm-up ends, out of the garbage collector's reach
-        (``rtcal.engine.gc_pauses``): a full collection, when CPython starts
-        one, otherwise stops every thread for ~116 ms.
+        (``rtcal.engine.gc_pauses``), against a full collection's ~116 ms. Off
+        by default: it raised the demo's p99 latency from ~5 to ~16 ms.
     """
 
     frames_endpoint: str = "tcp://127.0.0.1:5555"
@@ -79,7 +79,7 @@ class EngineConfig:
     frames_hwm: int = 1000
     results_hwm: int = 10000
     warm_kernels: bool = True
-    freeze_gc: bool = True
+    freeze_gc: bool = False
 
     def __post_init__(self) -> None:
         for name in ("frames_endpoint", "results_endpoint", "events_endpoint", "control_endpoint"):

@@ -16,10 +16,14 @@ higher frame rates), not the cause of the bench's worst frames.
 ``freeze_heap`` runs one full collection (so that no garbage is kept) and then
 ``gc.freeze()``: everything alive at that moment (modules, compiled kernels,
 the detector's weights, an initialised pipeline) moves to a permanent
-generation that later collections never walk. The engine calls it before it
-binds its sockets and again when its warm-up ends; ``rtcal run`` and
-``bench/online.py`` call it after initialisation. Later full collections then
-walk only what was allocated since (a fraction of a millisecond). Objects in
+generation that later collections never walk; they then walk only what was
+allocated since (a fraction of a millisecond). With ``[engine] freeze_gc =
+true`` the engine calls it before it binds its sockets and again when its
+warm-up ends (``bench/online.py --gc-freeze`` after initialisation). It is
+**off by default**: in ``rtcal demo`` it raised the end-to-end p99 from
+5.0-5.5 ms (two runs without) to 15.3-16.6 ms (four runs with), nearly all of
+it in ``transport_in`` (p99 ~12 against ~1 ms), for a reason not found, and
+no full collection was seen in any run without it. Objects in
 the permanent generation are still freed by reference counting as usual; only
 a reference cycle among them would be kept until the process exits.
 

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rtcal.client import ControlClient, FrameSender, ResultsSubscriber
-from rtcal.engine.gc_pauses import GcPauses, freeze_heap
+from rtcal.engine.gc_pauses import GcPauses
 from rtcal.engine.latency import percentiles_ms
 from rtcal.errors import RtcalError
 from rtcal.net import Event, FrameResult
@@ -322,12 +322,10 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
     movie = simulated_movie(cfg)
     log(f"movie {cfg.height}x{cfg.width}, {cfg.n_neurons} neurons, {len(movie)} frames (looped)")
     session = _Session(cfg, movie)
-    # The subscriber's own collector would delay its receipts like the engine's:
-    # this process is frozen too (rtcal.engine.gc_pauses), and its pauses reported.
+    # The subscriber's own collections would delay its receipts: reported too.
     pauses = GcPauses()
     try:
         warm_s = session.warm_up()
-        freeze_heap()
         pauses.install()
         n_warm = session.next_seq
         warm = phase_summary(session.col, range(0, n_warm), 0)
