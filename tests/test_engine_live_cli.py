@@ -48,6 +48,11 @@ def test_serve_reads_engine_and_triggers_from_the_config_and_flags_win(tmp_path)
     assert (pipeline.fps_hz, pipeline.init_frames) == (40.0, 50)
     engine, pipeline, rules, _ = build_configs(_serve_args(["--mode", "1p", "--radius", "8"]))
     assert pipeline.nmf.background == "ring" and pipeline.radius_px == 8 and rules == []
+    assert engine.realtime_priority == 0
+    cfg.write_text("[engine]\nrealtime_priority = 40\n")
+    assert build_configs(_serve_args(["--config", str(cfg)]))[0].realtime_priority == 40
+    engine = build_configs(_serve_args(["--config", str(cfg), "--realtime-priority", "0"]))[0]
+    assert engine.realtime_priority == 0  # the flag wins, 0 included
 
 
 def test_stream_simulation_into_an_engine_and_listen_saves_it(tmp_path):
@@ -116,6 +121,10 @@ def test_stream_simulation_into_an_engine_and_listen_saves_it(tmp_path):
 def test_bench_parser_has_latency():
     args = build_parser().parse_args(["bench", "latency", "--size", "64", "64", "--fps", "50"])
     assert isinstance(args, argparse.Namespace) and args.bench == "latency"
+    assert (args.realtime_priority, args.stall_watch) == (0, False)
+    args = build_parser().parse_args(
+        ["bench", "latency", "--realtime-priority", "50", "--stall-watch"])
+    assert (args.realtime_priority, args.stall_watch) == (50, True)
 
 
 def test_detector_section_and_flags_choose_the_detector(tmp_path):

@@ -152,6 +152,65 @@ def _wait_for_runs(engine, n_runs: int, timeout_s: float) -> None:
         time.sleep(0.01)
 
 
+def _initialised(movie, n_frames=60):
+    p = Pipeline(pipeline_config(30.0, 4.0, init_frames=40))
+    corrected = []
+    for i, f in enumerate(movie[0][:n_frames]):
+        for out in p.push(i, f):
+            if out.corrected is not None:
+                corrected.append(out.corrected.copy())
+    assert len(corrected) >= 2
+    return p, np.stack(corrected)
+
+
+def test_a_short_window_uses_the_residual_buffer_for_kinetics(movie):
+    # frames dropped while the detector ran can leave a window with a consecutive
+    # tail of 2 frames: too few for a noise level; the residual buffer's serve
+    p, corrected = _initialised(movie)
+    K = len(p.push(60, movie[0][60])[0].traces)
+    fp = np.zeros((1, 64, 64), np.float32)
+    fp[0, 10:16, 10:16] = 1.0
+    assert p.add_components(fp, corrected[-2:]).tolist() == [K]
+    out = p.push(61, movie[0][61])[0]
+    assert len(out.traces) == len(out.spikes) == len(out.dff) == K + 1
+
+
+def test_a_refused_addition_leaves_the_pipeline_as_it_was(movie, monkeypatch):
+    p, corrected = _initialised(movie)
+    K = len(p.push(60, movie[0][60])[0].traces)
+    monkeypatch.setattr(p._nmf.buffer, "pixels", lambda px: np.zeros((2, len(px)), np.float32))
+    fp = np.zeros((1, 64, 64), np.float32)
+    fp[0, 10:16, 10:16] = 1.0
+    with pytest.raises(RtcalError, match="noise level needs 3"):
+        p.add_components(fp, corrected[-2:])
+    monkeypatch.undo()
+    out = p.push(61, movie[0][61])[0]  # all or nothing: NMF, deconvolution, dF/F agree
+    assert len(out.traces) == len(out.spikes) == len(out.dff) == K
+
+
+def test_the_frame_loop_counts_a_refused_addition_and_goes_on(capsys):
+    import threading
+    from collections import deque
+
+    from rtcal.engine.config import EngineConfig
+    from rtcal.engine.frame_loop import FrameLoop
+    from rtcal.ingest.counters import IngestCounters
+
+    class Refusing:
+        def add_components(self, footprints, window):
+            raise RtcalError("add_components: too few frames")
+
+    loop = FrameLoop(config=EngineConfig(), pipeline=Refusing(), ring_source=None,
+                     publisher=None, sink_factory=None, triggers=None,
+                     counters=IngestCounters(), redetector=None, stop=threading.Event())
+    loop._to_add = deque(np.zeros((3, 8, 8), np.float32))
+    loop._to_add_window = np.zeros((2, 8, 8), np.float32)
+    while loop._to_add:
+        loop._add_some()
+    assert (loop.n_redetect_add_failed, loop.n_redetect_added) == (3, 0)
+    assert "not added: add_components: too few frames" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("device_path", [False, True], ids=["cpu", "device-path"])
 def test_engine_redetect_adds_a_neuron_that_starts_firing_late(device_path):
     import time

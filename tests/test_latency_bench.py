@@ -59,7 +59,7 @@ def test_worst_frames_name_the_stage_that_made_them_late():
 def test_a_short_run_measures_every_frame_with_nothing_dropped():
     cfg = LatencyBenchConfig(
         height=64, width=64, n_neurons=6, fps_hz=40.0, duration_s=2.0, init_frames=60,
-        detect_every_frames=0, radius_px=4.0, movie_frames=120,
+        detect_every_frames=0, radius_px=4.0, movie_frames=120, stall_watch=True,
     )
     report = run_latency_bench(cfg, log=lambda *a: None)
     main = report["main"]
@@ -70,3 +70,8 @@ def test_a_short_run_measures_every_frame_with_nothing_dropped():
     assert report["engine"]["counters"]["processed"] == report["warmup"]["frames"] + 80
     assert "gc_freeze" not in report["engine"]["stalls"]  # off by default
     assert set(report["bench_gc"]) == {"gen0", "gen1", "gen2", "frozen"}
+    # the machine-stall watchdog ran through the measurement and marked the frames
+    assert report["stall_watch"]["seconds"] >= 1.5
+    assert report["main"]["machine_stalls"]["n_over"] <= 80
+    assert all("machine_late_ms" in w and "steal_ms" in w for w in main["worst_frames"])
+    assert report["engine"]["realtime"] == {"priority": 0, "threads": {}}

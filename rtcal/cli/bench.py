@@ -52,6 +52,12 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     lat.add_argument("--search", action="store_true", help="search the highest sustained rate")
     lat.add_argument("--trial", type=float, default=3.0, metavar="S", help="seconds per rate")
     lat.add_argument("--max-hz", type=float, default=5000.0, help="upper end of the search")
+    lat.add_argument("--realtime-priority", type=int, default=0, metavar="P",
+                     help="SCHED_FIFO priority 1-98 for the engine's frame path and this "
+                     "process's sender and subscriber (needs root or CAP_SYS_NICE; 0: off)")
+    lat.add_argument("--stall-watch", action="store_true",
+                     help="run a machine-stall watchdog (cyclictest-like, with steal time) "
+                     "during the measurement and mark the late frames with what it saw")
     lat.add_argument("--config", metavar="FILE.toml", help="engine config (e.g. trigger rules)")
     lat.add_argument("--json", metavar="FILE.json", help="write the report")
     lat.add_argument("--plot", metavar="FILE.png", help="write the latency histogram")
@@ -79,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         config_path=args.config or "",
         detector=args.detector,
         weights=args.weights or "",
+        realtime_priority=args.realtime_priority,
+        stall_watch=args.stall_watch,
     )
     report = run_latency_bench(cfg)
     main_, warm = report["main"], report["warmup"]
@@ -103,6 +111,18 @@ def run(args: argparse.Namespace) -> int:
         + f"; this process: gc gen2 {report['bench_gc']['gen2']['n']}, "
         f"{report['bench_gc']['gen2']['max_ms']:.1f}"
     )
+    if cfg.realtime_priority:
+        rt = {**report["engine"]["realtime"]["threads"], **{
+            f"bench {k}": v for k, v in report["bench_realtime"]["threads"].items()}}
+        print("real-time scheduling: " + ", ".join(f"{k} {v}" for k, v in rt.items()))
+    if report["stall_watch"]:
+        ms = main_["machine_stalls"]
+        print(
+            f"machine stalls (watchdog {ms['watchdog_policy']}, 1 ms sleeps): "
+            f"{ms['n_late_wakeups']} wake-ups over 3 ms late, max {ms['max_late_ms']:.1f} ms; "
+            f"steal time {ms['steal_total_ms']:.0f} ms; frames over {ms['over_ms']:g} ms: "
+            f"{ms['n_over']}, {ms['n_with_machine_stall']} of them during a machine stall"
+        )
     if report["search"]:
         print(f"highest sustained rate: {report['search']['max_sustained_hz']:.0f} Hz")
     if args.json:

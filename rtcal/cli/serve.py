@@ -34,6 +34,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=("seed", "learned"),
                    help="detector at initialisation and re-runs: seed (default) or learned")
     p.add_argument("--weights", metavar="PATH", help="learned detector weights (default shipped)")
+    p.add_argument("--realtime-priority", type=int, metavar="P",
+                   help="SCHED_FIFO priority 1-98 for the receiver and frame loop (0: off)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -60,6 +62,7 @@ def build_configs(args: argparse.Namespace):
         "drop_policy": args.drop_policy,
         "ring_slots": args.ring_slots,
         "detect_every_frames": args.detect_every,
+        "realtime_priority": args.realtime_priority,
     }
     engine = EngineConfig.from_section(
         {**engine_section, **{k: v for k, v in flags.items() if v is not None}}

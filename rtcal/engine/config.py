@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from rtcal.engine.realtime import MAX_PRIORITY
 from rtcal.errors import RtcalError
 
 DROP_POLICIES = ("oldest", "newest", "block")
@@ -58,6 +59,10 @@ class EngineConfig:
         when the warm-up ends, out of the garbage collector's reach
         (``rtcal.engine.gc_pauses``), against a full collection's ~116 ms. Off
         by default: it raised the demo's p99 latency from ~5 to ~16 ms.
+    realtime_priority: 0 (default) leaves thread scheduling alone; 1-98 runs
+        the receiver, the frame loop and ZeroMQ's I/O threads under SCHED_FIFO
+        at that priority where the process is permitted to
+        (``rtcal.engine.realtime``; otherwise a warning and the default).
     """
 
     frames_endpoint: str = "tcp://127.0.0.1:5555"
@@ -80,6 +85,7 @@ class EngineConfig:
     results_hwm: int = 10000
     warm_kernels: bool = True
     freeze_gc: bool = False
+    realtime_priority: int = 0
 
     def __post_init__(self) -> None:
         for name in ("frames_endpoint", "results_endpoint", "events_endpoint", "control_endpoint"):
@@ -109,6 +115,8 @@ class EngineConfig:
             "detect_in_process": isinstance(self.detect_in_process, bool),
             "warm_kernels": isinstance(self.warm_kernels, bool),
             "freeze_gc": isinstance(self.freeze_gc, bool),
+            "realtime_priority": _int(self.realtime_priority)
+            and 0 <= self.realtime_priority <= MAX_PRIORITY,
             "keyframe_frames": _int(self.keyframe_frames) and self.keyframe_frames >= 20,
             "keyframe_n_key": _int(self.keyframe_n_key)
             and 1 <= self.keyframe_n_key <= self.keyframe_frames,

@@ -40,6 +40,7 @@ from rtcal.engine.publisher import Publisher
 from rtcal.engine.redetect import RedetectJob, Redetector, RedetectResult
 from rtcal.engine.sink import ResultsSink
 from rtcal.engine.triggers import TriggerBox
+from rtcal.errors import RtcalError
 from rtcal.ingest.counters import IngestCounters
 from rtcal.ingest.ring import FrameRing
 from rtcal.net.events import Event
@@ -92,8 +93,10 @@ class FrameLoop(threading.Thread):
         counters: IngestCounters,
         redetector: Redetector | None,
         stop: threading.Event,
+        realtime=None,
     ) -> None:
         super().__init__(name="rtcal-frame-loop", daemon=True)
+        self.realtime = realtime  # RealtimeReport applied when the thread starts, or None
         self.config = config
         self.pipeline = pipeline
         self.ring_source = ring_source  # has .ring and .ring_ready (the Receiver)
@@ -110,6 +113,7 @@ class FrameLoop(threading.Thread):
         self.n_processed = 0
         self.n_events = 0
         self.n_redetect_added = 0
+        self.n_redetect_add_failed = 0  # detected but refused by the pipeline (counted, not lost)
         self.redetect_seconds: list[float] = []
         self.keyframes = None
         self.error: BaseException | None = None
@@ -138,6 +142,8 @@ class FrameLoop(threading.Thread):
 
     # -------------------------------------------------------------- loop
     def run(self) -> None:
+        if self.realtime is not None:
+            self.realtime.apply("frame_loop")
         try:
             ring = self._wait_for_ring()
             while ring is not None:
@@ -279,7 +285,12 @@ class FrameLoop(threading.Thread):
         n = max(1, min(ADD_PER_FRAME, fit, len(self._to_add)))
         batch = np.stack([self._to_add.popleft() for _ in range(n)])
         t0 = time.perf_counter()
-        added = self.pipeline.add_components(batch, self._to_add_window)
+        try:
+            added = self.pipeline.add_components(batch, self._to_add_window)
+        except RtcalError as e:  # the pipeline is left as it was: count, say, go on
+            self.n_redetect_add_failed += n
+            print(f"rtcal engine: {n} detected component(s) not added: {e}", file=sys.stderr)
+            return
         self._add_seconds_each = (time.perf_counter() - t0) / n
         self.n_redetect_added += len(added)
 

@@ -30,6 +30,14 @@ import numpy as np
 from rtcal.client import ControlClient, FrameSender, ResultsSubscriber
 from rtcal.engine.gc_pauses import GcPauses
 from rtcal.engine.latency import percentiles_ms
+from rtcal.engine.realtime import (
+    MAX_PRIORITY,
+    RealtimeReport,
+    can_use_fifo,
+    configure_zmq_context,
+    restore_default_policy,
+)
+from rtcal.engine.stall_watch import StallWatch, machine_stalls_near
 from rtcal.errors import RtcalError
 from rtcal.net import Event, FrameResult
 from rtcal.net.results import STAGES
@@ -46,7 +54,13 @@ class LatencyBenchConfig:
     detect_every_frames, radius_px: the engine's settings; search: also search the
     highest sustained rate (trials of trial_s from fps_hz up to search_max_hz);
     rules: trigger rules given to the engine (an event per frame that fires);
-    detector, weights: the engine's detector ("seed" or "learned") and weights."""
+    detector, weights: the engine's detector ("seed" or "learned") and weights;
+    realtime_priority: 0, or SCHED_FIFO at this priority for the engine's
+    receiver, frame loop and ZeroMQ threads and for this process's sender and
+    subscriber (as a rig runs its acquisition and stimulation programs;
+    ``rtcal.engine.realtime``); stall_watch: run the machine-stall watchdog
+    (``rtcal.engine.stall_watch``) during the measurement and mark the late
+    frames with what it saw."""
 
     height: int = 256
     width: int = 256
@@ -64,12 +78,17 @@ class LatencyBenchConfig:
     config_path: str = ""
     detector: str = "seed"
     weights: str = ""
+    realtime_priority: int = 0
+    stall_watch: bool = False
 
     def __post_init__(self) -> None:
         if self.fps_hz <= 0 or self.duration_s <= 0 or self.trial_s <= 0:
             raise BenchError("fps_hz, duration_s and trial_s must be positive")
         if self.movie_frames < self.init_frames:
             raise BenchError("movie_frames must cover init_frames")
+        p = self.realtime_priority
+        if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p <= MAX_PRIORITY:
+            raise BenchError(f"realtime_priority must be 0 (off) or 1-{MAX_PRIORITY}")
 
 
 class Arrival(NamedTuple):
@@ -104,14 +123,17 @@ class Collector(threading.Thread):
     also sends the frames, and the collector's growing heap is what Python's
     full collections walk."""
 
-    def __init__(self, results: str, events: str) -> None:
+    def __init__(self, results: str, events: str, realtime: RealtimeReport | None = None) -> None:
         super().__init__(name="bench-subscriber", daemon=True)
+        self.realtime = realtime
         self.sub = ResultsSubscriber(results, events)
         self.frames: dict[int, Arrival] = {}
         self.events: list[EventArrival] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
+        if self.realtime is not None:
+            self.realtime.apply("subscriber")
         while not self.stop.is_set():
             msg = self.sub.recv(timeout_ms=100)
             t = time.time_ns()
@@ -147,6 +169,8 @@ def start_engine_process(cfg: LatencyBenchConfig) -> tuple[subprocess.Popen, dic
     ]
     cmd += [a for n in ("frames", "results", "events", "control") for a in (f"--{n}", any_port)]
     cmd += ["--detector", cfg.detector] + (["--weights", cfg.weights] if cfg.weights else [])
+    if cfg.realtime_priority:
+        cmd += ["--realtime-priority", str(cfg.realtime_priority)]
     config_path = cfg.config_path or _default_config()
     cmd += ["--config", config_path]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -230,11 +254,13 @@ def phase_summary(col: Collector, seqs: range, dropped: int) -> dict:
 
 
 def _worst_frames(steady: list[Arrival], lat: np.ndarray, stages: dict, n: int = 10) -> list:
-    """The n latest frames, each with its stages (ms): which part of the path
-    made it late (the engine's stages, or a transport: a process off the CPU)."""
+    """The n latest frames, each with its sender's wall-clock time (s, to line
+    up with system logs) and its stages (ms): which part of the path made it
+    late (the engine's stages, or a transport: a process off the CPU)."""
     worst = np.argsort(lat)[::-1][:n]
     return [
-        {"sequence": steady[i].sequence, "latency_ms": round(float(lat[i]) / 1e6, 3),
+        {"sequence": steady[i].sequence, "t_sent_s": steady[i].t_sent_ns / 1e9,
+         "latency_ms": round(float(lat[i]) / 1e6, 3),
          **{k: round(v[i] / 1e6, 3) for k, v in stages.items()}}
         for i in worst
     ]
@@ -254,8 +280,17 @@ class _Session:
     def __init__(self, cfg: LatencyBenchConfig, movie: np.ndarray) -> None:
         self.cfg, self.movie = cfg, movie
         self.proc, self.endpoints = start_engine_process(cfg)
+        self.realtime = None
+        if cfg.realtime_priority:  # before this process's first socket starts its I/O thread
+            import zmq
+
+            self.realtime = RealtimeReport(cfg.realtime_priority)
+            self.realtime.record(
+                "zmq_io", configure_zmq_context(zmq.Context.instance(), cfg.realtime_priority)
+            )
+            self.realtime.apply("sender")  # this thread sends the frames
         self.control = ControlClient(self.endpoints["control"], timeout_ms=10_000)
-        self.col = Collector(self.endpoints["results"], self.endpoints["events"])
+        self.col = Collector(self.endpoints["results"], self.endpoints["events"], self.realtime)
         self.col.start()
         time.sleep(0.3)
         self.sender = FrameSender(self.endpoints["frames"], timeout_ms=-1, hwm=100_000)
@@ -299,6 +334,8 @@ class _Session:
         self.col.join(2)
         self.sender.close(linger_ms=0)
         self.control.close()
+        if self.realtime is not None:
+            restore_default_policy()
         return status
 
 
@@ -330,7 +367,15 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
         n_warm = session.next_seq
         warm = phase_summary(session.col, range(0, n_warm), 0)
         log(f"warm-up {warm_s:.1f} s ({session.next_seq} frames)")
+        watch = StallWatch(priority=_watch_priority(cfg)).start() if cfg.stall_watch else None
         main = session.run_phase(cfg.fps_hz, int(cfg.duration_s * cfg.fps_hz))
+        stalls = watch.stop() if watch is not None else None
+        if stalls is not None:
+            main["machine_stalls"] = attribute_stalls(
+                session.col, range(main["frames"][0], main["frames"][1] + 1), stalls)
+            for w in main["worst_frames"]:
+                w.update(machine_stalls_near(stalls, w["t_sent_s"],
+                                             w["t_sent_s"] + w["latency_ms"] / 1e3))
         lat = main["latency"]
         log(
             f"{cfg.fps_hz:g} Hz: p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "
@@ -355,9 +400,36 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
         "main": main,
         "search": search,
         "engine": {k: status[k] for k in ("counters", "n_components", "redetect", "latency_ms",
-                                          "stalls", "gc")},
+                                          "stalls", "gc", "realtime")},
         "bench_gc": pauses.summary(),
+        "bench_realtime": session.realtime.summary() if session.realtime else None,
+        "stall_watch": stalls,
     }
+
+
+def _watch_priority(cfg: LatencyBenchConfig) -> int:
+    """Above the engine's frame path where permitted (a FIFO watchdog that wakes late
+    means the machine stalled), else the default scheduler (0)."""
+    priority = min(MAX_PRIORITY, max(60, cfg.realtime_priority + 10))
+    return priority if can_use_fifo(priority) == "" else 0
+
+
+def attribute_stalls(col: Collector, seqs: range, stalls: dict, over_ms: float = 33.0,
+                     machine_ms: float = 5.0) -> dict:
+    """How many of the phase's frames later than ``over_ms`` were in flight while
+    the watchdog woke ``machine_ms`` late or steal time was counted."""
+    late = []
+    for s in seqs:
+        a = col.frames.get(s)
+        if a is None or a.warmup:
+            continue
+        ms = (a.t_arrived_ns - a.t_sent_ns) / 1e6
+        if ms > over_ms:
+            near = machine_stalls_near(stalls, a.t_sent_ns / 1e9, a.t_arrived_ns / 1e9)
+            late.append(near["machine_late_ms"] >= machine_ms or near["steal_ms"] > 0)
+    return {"over_ms": over_ms, "n_over": len(late), "n_with_machine_stall": int(sum(late)),
+            "watchdog_policy": stalls["policy"], "n_late_wakeups": stalls["n_late"],
+            "max_late_ms": stalls["max_late_ms"], "steal_total_ms": stalls["steal_total_ms"]}
 
 
 def _search(session: _Session, cfg: LatencyBenchConfig, log) -> dict:

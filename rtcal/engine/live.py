@@ -33,6 +33,7 @@ from rtcal.engine.frame_loop import FrameLoop
 from rtcal.engine.gc_pauses import GcPauses, freeze_heap
 from rtcal.engine.pipeline import Pipeline, PipelineConfig
 from rtcal.engine.publisher import Publisher
+from rtcal.engine.realtime import RealtimeReport, configure_zmq_context
 from rtcal.engine.redetect import Redetector
 from rtcal.engine.sink import ResultsSink
 from rtcal.engine.triggers import TriggerBox
@@ -77,6 +78,7 @@ class Engine:
         self._started = False
         self.warm_seconds = 0.0
         self.gc_pauses = GcPauses()
+        self.realtime = RealtimeReport(config.realtime_priority)
         self.summary: dict = {}
 
     # ----------------------------------------------------------- sockets
@@ -104,6 +106,8 @@ class Engine:
             self.warm_seconds = warm_kernels(self.pipeline_config, keyframe_n_key=c.keyframe_n_key)
         if c.freeze_gc:  # modules, kernels, the detector: out of the collector's reach
             freeze_heap()
+        if c.realtime_priority:  # before the first socket starts the context's I/O threads
+            self.realtime.record("zmq_io", configure_zmq_context(self.context, c.realtime_priority))
         kind = zmq.PULL if c.frames_pattern == "pull" else zmq.SUB
         socks = []
         try:
@@ -119,7 +123,8 @@ class Engine:
             raise
         frames, results, events, control = socks
         self.receiver = Receiver(
-            frames, self.counters, n_slots=c.ring_slots, policy=c.drop_policy, stop=self.stop_event
+            frames, self.counters, n_slots=c.ring_slots, policy=c.drop_policy, stop=self.stop_event,
+            realtime=self.realtime if c.realtime_priority else None,
         )
         self.redetector = None
         if c.detect_every_frames:  # with DeviceNMF too (its add_components; tested)
@@ -140,6 +145,7 @@ class Engine:
             counters=self.counters,
             redetector=self.redetector,
             stop=self.stop_event,
+            realtime=self.realtime if c.realtime_priority else None,
         )
         self.control = ControlServer(control, self.handle, self.counters, self._closed)
         self.gc_pauses.install()  # from here on (the freeze's own collection is not a pause)
@@ -259,9 +265,11 @@ class Engine:
                 "skipped": red.n_skipped if red else 0,
                 "failed": red.n_failed if red else 0,
                 "added": loop.n_redetect_added,
+                "add_failed": loop.n_redetect_add_failed,
                 "seconds": list(loop.redetect_seconds[-20:]),
             },
             "stalls": loop.stalls.summary(),
+            "realtime": self.realtime.summary(),
             "gc": self.gc_pauses.summary(),
             "triggers": self.triggers.status(),
             "results_path": self.config.results_path,

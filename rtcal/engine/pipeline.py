@@ -40,6 +40,7 @@ from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
 from rtcal.nmf.residual import covered_core
 
 MIN_FRAMES_FOR_G = 200  # shorter traces give unreliable AR(1) estimates
+MIN_FRAMES_FOR_NOISE = 3  # deconv.ar.noise_sigma: first differences need 3 frames
 WARM_UP_FRAMES = 20  # frames of the window kept for the warm-up (Pipeline._warm_up)
 
 
@@ -231,11 +232,23 @@ class Pipeline:
         pixels = np.flatnonzero(A.any(axis=0))
         A = A[:, pixels]
         solve = np.linalg.pinv(A @ A.T) @ A  # (n, p): least squares under the footprints
-        residual = self._nmf.buffer.pixels(pixels)  # (L, p)
-        traces = np.maximum(solve @ residual.T, 0).astype(np.float32)
+        residual = solve @ self._nmf.buffer.pixels(pixels).T  # (n, L)
         data = window.reshape(len(window), -1)[:, pixels] - self._nmf.baseline[pixels]
+        kinetic = solve @ data.T  # (n, T)
+        if kinetic.shape[1] < MIN_FRAMES_FOR_NOISE <= residual.shape[1]:
+            # a short window (frames dropped while the detector ran leave only a
+            # short consecutive tail): the residual buffer's frames are consecutive too
+            kinetic = residual
+        if kinetic.shape[1] < MIN_FRAMES_FOR_NOISE:
+            raise RtcalError(
+                f"add_components: the window has {len(window)} consecutive frames and the "
+                f"residual buffer {residual.shape[1]}; the new components' noise level needs "
+                f"{MIN_FRAMES_FOR_NOISE}"
+            )
+        kinetics = self._kinetics(kinetic)  # before any state changes: all or nothing
+        traces = np.maximum(residual, 0).astype(np.float32)
         new = self._nmf.add_components(footprints.astype(np.float32), traces)
-        self._deconv.add_components(*self._kinetics(solve @ data.T))
+        self._deconv.add_components(*kinetics)
         self._dff.add_components(self._nmf.resting_level(new))
         return new
 

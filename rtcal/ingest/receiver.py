@@ -49,6 +49,8 @@ class Receiver(threading.Thread):
     ``ring_ready``; frames of another size are "shape change" errors.
 
     on_ring(ring): called once, from this thread, when the ring exists.
+    realtime: a ``RealtimeReport`` this thread applies to itself when it starts
+    (``rtcal.engine.realtime``), or None.
     """
 
     def __init__(
@@ -59,8 +61,10 @@ class Receiver(threading.Thread):
         n_slots: int,
         policy: str,
         stop: threading.Event,
+        realtime=None,
     ) -> None:
         super().__init__(name="rtcal-receiver", daemon=True)
+        self.realtime = realtime
         self.sock = sock
         self.counters = counters
         self.n_slots, self.policy = n_slots, policy
@@ -71,6 +75,8 @@ class Receiver(threading.Thread):
         self._header = bytearray(FRAME_HEADER_SIZE + 1)  # one spare byte: oversize shows
 
     def run(self) -> None:
+        if self.realtime is not None:
+            self.realtime.apply("receiver")
         try:
             while not self.stop_event.is_set():
                 if self.sock.poll(_POLL_MS, zmq.POLLIN):
