@@ -75,3 +75,44 @@ def test_a_short_run_measures_every_frame_with_nothing_dropped():
     assert report["main"]["machine_stalls"]["n_over"] <= 80
     assert all("machine_late_ms" in w and "steal_ms" in w for w in main["worst_frames"])
     assert report["engine"]["realtime"] == {"priority": 0, "threads": {}}
+
+
+def test_an_engine_that_dies_stops_the_bench_with_its_last_words():
+    import subprocess
+    import sys
+    import threading
+    from collections import deque
+
+    import pytest
+
+    from rtcal.engine.latency_bench import BenchError, _Session
+
+    session = object.__new__(_Session)  # only the process-watching half
+    session.proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('frame loop failed: boom', file=sys.stderr); "
+         "sys.exit(2)"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    session.engine_log = deque(maxlen=200)
+    for stream in (session.proc.stdout, session.proc.stderr):
+        threading.Thread(target=session._drain, args=(stream,), daemon=True).start()
+    session.proc.wait(10)
+    with pytest.raises(BenchError, match=r"exited \(status 2\)[\s\S]*boom"):
+        session.check_engine()
+
+
+def test_sending_to_no_engine_times_out_and_asks_the_check():
+    import pytest
+
+    from rtcal.client import FrameSender
+    from rtcal.engine.latency_bench import BenchError, send_paced
+
+    sender = FrameSender("tcp://127.0.0.1:1", timeout_ms=50)  # nobody there
+    calls = []
+
+    def check():
+        calls.append(1)
+        raise BenchError("engine gone")
+
+    with pytest.raises(BenchError, match="engine gone"):
+        send_paced(sender, np.zeros((2, 8, 8), np.float32), 0, 5, 1000.0, check)
+    assert calls == [1] and sender.n_dropped == 1
+    sender.close(linger_ms=0)

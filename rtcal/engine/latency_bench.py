@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -202,16 +203,23 @@ def _default_config() -> str:
     return f.name
 
 
-def send_paced(sender: FrameSender, movie: np.ndarray, start: int, n: int, fps_hz: float) -> range:
-    """Send n frames at fps_hz, sequence numbers from ``start``; returns them."""
+def send_paced(sender: FrameSender, movie: np.ndarray, start: int, n: int, fps_hz: float,
+               check=None) -> range:
+    """Send n frames at fps_hz, sequence numbers from ``start``; returns them.
+    check: called about once a second and whenever a send times out (it raises
+    if the engine is gone)."""
     period = 1.0 / fps_hz
-    t0 = time.perf_counter()
+    t0 = t_check = time.perf_counter()
     for i in range(n):
-        delay = t0 + i * period - time.perf_counter()
+        now = time.perf_counter()
+        delay = t0 + i * period - now
         if delay > 0:
             time.sleep(delay)
         sender.sequence = start + i
-        sender.send(movie[(start + i) % len(movie)])
+        sent = sender.send(movie[(start + i) % len(movie)])
+        if check is not None and (not sent or now - t_check > 1.0):
+            t_check = now
+            check()
     return range(start, start + n)
 
 
@@ -280,6 +288,10 @@ class _Session:
     def __init__(self, cfg: LatencyBenchConfig, movie: np.ndarray) -> None:
         self.cfg, self.movie = cfg, movie
         self.proc, self.endpoints = start_engine_process(cfg)
+        # the engine's output is read all along: a full pipe would block the engine
+        self.engine_log: deque[str] = deque(maxlen=200)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
         self.realtime = None
         if cfg.realtime_priority:  # before this process's first socket starts its I/O thread
             import zmq
@@ -293,17 +305,32 @@ class _Session:
         self.col = Collector(self.endpoints["results"], self.endpoints["events"], self.realtime)
         self.col.start()
         time.sleep(0.3)
-        self.sender = FrameSender(self.endpoints["frames"], timeout_ms=-1, hwm=100_000)
+        # a send that waits 5 s means the engine takes no frames: check it (send_paced)
+        self.sender = FrameSender(self.endpoints["frames"], timeout_ms=5000, hwm=100_000)
         if not self.sender.wait_ready(10):
             raise BenchError("the engine does not take frames")
         self.next_seq = 0
 
+    def _drain(self, stream) -> None:
+        for line in stream:
+            self.engine_log.append(line.rstrip())
+
+    def check_engine(self) -> None:
+        """Raise if the engine process has exited, with the end of its output."""
+        rc = self.proc.poll()
+        if rc is not None:
+            time.sleep(0.2)  # the drain threads' last lines
+            tail = "\n".join(list(self.engine_log)[-25:])
+            raise BenchError(f"the engine process exited (status {rc}) during the run; "
+                             f"its last output:\n{tail}")
+
     def dropped(self) -> int:
+        self.check_engine()
         return self.control.counters()["dropped"]
 
     def run_phase(self, fps_hz: float, n: int) -> dict:
         d0 = self.dropped()
-        seqs = send_paced(self.sender, self.movie, self.next_seq, n, fps_hz)
+        seqs = send_paced(self.sender, self.movie, self.next_seq, n, fps_hz, self.check_engine)
         self.next_seq += n
         _wait(lambda: seqs[-1] in self.col.frames, 5.0 + n / fps_hz)
         time.sleep(0.2)
@@ -312,6 +339,7 @@ class _Session:
         return phase
 
     def _drained(self) -> bool:
+        self.check_engine()
         c = self.control.counters()
         return c["processed"] + c["dropped"] + c["skipped_bad_frames"] >= self.next_seq
 
@@ -320,7 +348,8 @@ class _Session:
         t0 = time.monotonic()
         fps = self.cfg.fps_hz
         while self.control.status()["state"] != "running":
-            send_paced(self.sender, self.movie, self.next_seq, max(1, int(fps / 2)), fps)
+            send_paced(self.sender, self.movie, self.next_seq, max(1, int(fps / 2)), fps,
+                       self.check_engine)
             self.next_seq += max(1, int(fps / 2))
             if time.monotonic() - t0 > 600:
                 raise BenchError("the engine did not finish initialising in 10 minutes")
