@@ -60,6 +60,7 @@ def test_a_short_run_measures_every_frame_with_nothing_dropped():
     cfg = LatencyBenchConfig(
         height=64, width=64, n_neurons=6, fps_hz=40.0, duration_s=2.0, init_frames=60,
         detect_every_frames=0, radius_px=4.0, movie_frames=120, stall_watch=True,
+        search=True, trial_s=0.5, search_max_hz=100.0,
     )
     report = run_latency_bench(cfg, log=lambda *a: None)
     main = report["main"]
@@ -67,13 +68,17 @@ def test_a_short_run_measures_every_frame_with_nothing_dropped():
     assert main["dropped"] == 0 and main["lost"] == 0 and main["n_warmup"] == 0
     lat = main["latency"]
     assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 5000
-    assert report["engine"]["counters"]["processed"] == report["warmup"]["frames"] + 80
+    trials = report["search"]["trials"]  # 40, 60, 90 Hz, then the bisection if one fails
+    n_search = sum(max(10, int(0.5 * t["fps_hz"])) for t in trials)
+    c = report["engine"]["counters"]
+    assert c["processed"] + c["dropped"] == report["warmup"]["frames"] + 80 + n_search
     assert "gc_freeze" not in report["engine"]["stalls"]  # off by default
     assert set(report["bench_gc"]) == {"gen0", "gen1", "gen2", "frozen"}
     # the machine-stall watchdog ran through the measurement and marked the frames
     assert report["stall_watch"]["seconds"] >= 1.5
     assert report["main"]["machine_stalls"]["n_over"] <= 80
     assert all("machine_late_ms" in w and "steal_ms" in w for w in main["worst_frames"])
+    assert trials and all("machine_late_ms" in w for t in trials for w in t["worst_frames"])
     assert report["engine"]["realtime"] == {"priority": 0, "threads": {}}
 
 

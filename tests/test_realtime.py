@@ -145,3 +145,10 @@ def test_engine_default_leaves_scheduling_alone(ctx):
     assert status["realtime"] == {"priority": 0, "threads": {}}
     if hasattr(os, "SCHED_FIFO"):
         assert policies["frame_loop"][0] == os.SCHED_OTHER
+
+
+@linux_only
+def test_one_core_is_refused(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert "one CPU core" in _on_thread(lambda: make_thread_realtime(10))
+    assert _on_thread(thread_policy) == "SCHED_OTHER"

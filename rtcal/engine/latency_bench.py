@@ -398,13 +398,6 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
         log(f"warm-up {warm_s:.1f} s ({session.next_seq} frames)")
         watch = StallWatch(priority=_watch_priority(cfg)).start() if cfg.stall_watch else None
         main = session.run_phase(cfg.fps_hz, int(cfg.duration_s * cfg.fps_hz))
-        stalls = watch.stop() if watch is not None else None
-        if stalls is not None:
-            main["machine_stalls"] = attribute_stalls(
-                session.col, range(main["frames"][0], main["frames"][1] + 1), stalls)
-            for w in main["worst_frames"]:
-                w.update(machine_stalls_near(stalls, w["t_sent_s"],
-                                             w["t_sent_s"] + w["latency_ms"] / 1e3))
         lat = main["latency"]
         log(
             f"{cfg.fps_hz:g} Hz: p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "
@@ -412,6 +405,14 @@ def run_latency_bench(cfg: LatencyBenchConfig, log=print) -> dict:
             f"{main['dropped']} dropped, {main['lost']} lost"
         )
         search = _search(session, cfg, log) if cfg.search else None
+        stalls = watch.stop() if watch is not None else None  # through the search too
+        if stalls is not None:
+            main["machine_stalls"] = attribute_stalls(
+                session.col, range(main["frames"][0], main["frames"][1] + 1), stalls)
+            trials = search["trials"] if search else []
+            for w in main["worst_frames"] + [w for t in trials for w in t["worst_frames"]]:
+                w.update(machine_stalls_near(stalls, w["t_sent_s"],
+                                             w["t_sent_s"] + w["latency_ms"] / 1e3))
         status = session.close()
     except BaseException:
         session.proc.kill()

@@ -20,10 +20,12 @@ scheduling alone) the engine moves to ``SCHED_FIFO`` at priority P:
   when the engine creates the context or is the first to open a socket on it).
 
 The writer, control, detector and initialisation threads stay under CFS, and
-the detector's child process stays ``nice``d. Those two threads block on their
-sockets and queues between frames, so they cannot starve the machine; the
-kernel's real-time throttling (``/proc/sys/kernel/sched_rt_runtime_us``,
-95% by default) is a further guard.
+the detector's child process stays ``nice``d. The real-time threads block on
+their sockets and queues between frames, so they leave the other threads the
+time the frame path does not need; while the frame loop catches up on a
+backlog it keeps one core, so it is refused on a one-core machine. The
+kernel's real-time throttling (``/proc/sys/kernel/sched_rt_runtime_us``, 95%
+by default) is a further guard.
 
 Permission: root, ``CAP_SYS_NICE`` (``setcap cap_sys_nice+ep $(readlink -f
 $(which python))``) or an ``rtprio`` limit of at least P
@@ -57,6 +59,9 @@ def make_thread_realtime(priority: int) -> str:
         raise ValueError(f"real-time priority must be 0 (off) or 1-{MAX_PRIORITY}, got {priority}")
     if not _fifo_available():
         return "SCHED_FIFO is not available on this platform (Linux only)"
+    if (os.cpu_count() or 1) < 2:
+        # a real-time frame loop that falls behind would have the only core to itself
+        return "one CPU core: a real-time frame loop would starve the writer and control threads"
     try:
         # pid 0: the calling thread (Linux schedules threads, not processes)
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
