@@ -121,3 +121,35 @@ def test_sending_to_no_engine_times_out_and_asks_the_check():
         send_paced(sender, np.zeros((2, 8, 8), np.float32), 0, 5, 1000.0, check)
     assert calls == [1] and sender.n_dropped == 1
     sender.close(linger_ms=0)
+
+
+def test_the_bench_does_not_collect_garbage_while_it_measures(monkeypatch):
+    import gc
+
+    import rtcal.engine.latency_bench as lb
+
+    seen = []
+
+    def fake_send(sender, movie, start, n, fps_hz, check=None):
+        seen.append(gc.isenabled())
+        for s in range(start, start + n):
+            t = 1_000_000 * s
+            session.col.frames[s] = Arrival(s, t, t, t, t, tuple(0 for _ in STAGES), False, t + 1)
+        return range(start, start + n)
+
+    class Control:
+        def counters(self):
+            return {"dropped": 0, "processed": session.next_seq, "skipped_bad_frames": 0}
+
+    class Proc:
+        def poll(self):
+            return None
+
+    session = object.__new__(lb._Session)
+    session.proc, session.control, session.col = Proc(), Control(), _Frames({})
+    session.sender, session.movie, session.next_seq = None, None, 0
+    monkeypatch.setattr(lb, "send_paced", fake_send)
+    assert gc.isenabled()
+    phase = session.run_phase(100.0, 5)
+    assert seen == [False] and gc.isenabled()  # off while measuring, on again after
+    assert phase["n_results"] == 5
