@@ -37,6 +37,7 @@ from rtcal.engine.latency import LatencyLog
 from rtcal.engine.novelty import find_new
 from rtcal.engine.pipeline import FrameOutput, Pipeline
 from rtcal.engine.publisher import Publisher
+from rtcal.engine.realtime import RealtimeReport
 from rtcal.engine.redetect import RedetectJob, Redetector, RedetectResult
 from rtcal.engine.sink import ResultsSink
 from rtcal.engine.triggers import TriggerBox
@@ -93,7 +94,7 @@ class FrameLoop(threading.Thread):
         counters: IngestCounters,
         redetector: Redetector | None,
         stop: threading.Event,
-        realtime=None,
+        realtime: RealtimeReport | None = None,
     ) -> None:
         super().__init__(name="rtcal-frame-loop", daemon=True)
         self.realtime = realtime  # RealtimeReport applied when the thread starts, or None

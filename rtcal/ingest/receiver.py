@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import zmq
@@ -21,6 +22,9 @@ from rtcal.ingest.ring import FrameRing
 from rtcal.ingest.sequence import OK, SequenceTracker
 from rtcal.net.errors import ProtocolError
 from rtcal.net.frame import FRAME_HEADER_SIZE, check_pixel_size, decode_frame_header
+
+if TYPE_CHECKING:  # the engine's; not imported by the ingest layer at run time
+    from rtcal.engine.realtime import RealtimeReport
 
 _POLL_MS = 50
 _HAS_RECV_INTO = hasattr(zmq.Socket, "recv_into")  # pyzmq >= 26.4
@@ -61,7 +65,7 @@ class Receiver(threading.Thread):
         n_slots: int,
         policy: str,
         stop: threading.Event,
-        realtime=None,
+        realtime: RealtimeReport | None = None,
     ) -> None:
         super().__init__(name="rtcal-receiver", daemon=True)
         self.realtime = realtime
