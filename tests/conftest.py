@@ -13,8 +13,9 @@ limit_blas_threads()
 
 @pytest.fixture(autouse=True)
 def _unfreeze_gc():
-    """Engines and ``rtcal run`` freeze the heap (rtcal.engine.gc_pauses): give what
-    a test froze back to the collector, so that its engine's cycles can be freed."""
+    """An engine with ``freeze_gc = true`` freezes the heap (rtcal.engine.gc_pauses):
+    give what a test froze back to the collector, so that its engine's cycles can
+    be freed."""
     yield
     gc.unfreeze()
 

@@ -41,6 +41,7 @@ from rtcal.deconv.oasis import DeconvError
 
 # MAD of a difference of two iid Gaussians -> sigma of one: 0.6745 * sqrt(2)
 _MAD_DIFF_TO_SIGMA = 1.0 / (0.6744897501960817 * np.sqrt(2.0))
+NOISE_MIN_FRAMES = 3  # noise_sigma: first differences of at least 3 frames
 
 
 def _traces(Y: np.ndarray, min_frames: int) -> np.ndarray:
@@ -56,7 +57,7 @@ def _traces(Y: np.ndarray, min_frames: int) -> np.ndarray:
 
 def noise_sigma(Y: np.ndarray) -> np.ndarray:
     """Noise sigma per trace from the median absolute first difference. Y (K, T) -> (K,) float64."""
-    Y = _traces(Y, 3)
+    Y = _traces(Y, NOISE_MIN_FRAMES)
     return np.median(np.abs(np.diff(Y, axis=1)), axis=1) * _MAD_DIFF_TO_SIGMA
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtcal.backend import BACKENDS, get_backend
-from rtcal.deconv.ar import estimate_ar2, estimate_g, noise_sigma
+from rtcal.deconv.ar import NOISE_MIN_FRAMES, estimate_ar2, estimate_g, noise_sigma
 from rtcal.deconv.config import DeconvConfig, make_deconvolver
 from rtcal.deconv.dff import DffConfig, RunningDff
 from rtcal.deconv.oasis_ar2 import MIN_ROOT_GAP, ar2_from_roots
@@ -40,7 +40,6 @@ from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
 from rtcal.nmf.residual import covered_core
 
 MIN_FRAMES_FOR_G = 200  # shorter traces give unreliable AR(1) estimates
-MIN_FRAMES_FOR_NOISE = 3  # deconv.ar.noise_sigma: first differences need 3 frames
 WARM_UP_FRAMES = 20  # frames of the window kept for the warm-up (Pipeline._warm_up)
 
 
@@ -235,15 +234,15 @@ class Pipeline:
         residual = solve @ self._nmf.buffer.pixels(pixels).T  # (n, L)
         data = window.reshape(len(window), -1)[:, pixels] - self._nmf.baseline[pixels]
         kinetic = solve @ data.T  # (n, T)
-        if kinetic.shape[1] < MIN_FRAMES_FOR_NOISE <= residual.shape[1]:
+        if kinetic.shape[1] < NOISE_MIN_FRAMES <= residual.shape[1]:
             # a short window (frames dropped while the detector ran leave only a
             # short consecutive tail): the residual buffer's frames are consecutive too
             kinetic = residual
-        if kinetic.shape[1] < MIN_FRAMES_FOR_NOISE:
+        if kinetic.shape[1] < NOISE_MIN_FRAMES:
             raise RtcalError(
                 f"add_components: the window has {len(window)} consecutive frames and the "
                 f"residual buffer {residual.shape[1]}; the new components' noise level needs "
-                f"{MIN_FRAMES_FOR_NOISE}"
+                f"{NOISE_MIN_FRAMES}"
             )
         kinetics = self._kinetics(kinetic)  # before any state changes: all or nothing
         traces = np.maximum(residual, 0).astype(np.float32)
