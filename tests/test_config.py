@@ -56,6 +56,13 @@ def test_dump_then_load_gives_the_same_config(tmp_path, source):
     assert dump_config(second) == text
 
 
+def test_the_seed_detector_background_can_be_chosen_in_2p(tmp_path):
+    p = load_config(_write(tmp_path, '[seed]\nbackground = "ring"\n')).pipeline
+    assert p.nmf.background == "lowrank" and p.seed.background == "ring"
+    with pytest.raises(ConfigError, match=r"\[seed\].*background must be one of"):
+        load_config(_write(tmp_path, '[seed]\nbackground = "wavelet"\n', "b.toml"))
+
+
 def test_flags_override_the_file_and_radius_reaches_every_stage(tmp_path):
     path = _write(
         tmp_path, "fps_hz = 30.0\nradius_px = 5.0\ninit_frames = 250\n[seed]\nradius_px = 4.0\n"
@@ -66,6 +73,7 @@ def test_flags_override_the_file_and_radius_reaches_every_stage(tmp_path):
     assert p.seed.radius_px == 4.0  # the table's own value wins over the shared radius
     q = load_config(path, mode="1p").pipeline
     assert q.nmf.background == "ring" and q.nmf.refine_per_frame == 0 and q.fps_hz == 30.0
+    assert q.seed.background == "ring" and q.seed.local_background and q.seed.radius_px == 4.0
     no_fps = _write(tmp_path, "radius_px = 5\n", "b.toml")
     assert load_config(no_fps, fallback_fps_hz=12.5).pipeline.fps_hz == 12.5  # the movie's
     assert load_config(path, fallback_fps_hz=12.5).pipeline.fps_hz == 30.0

@@ -3,7 +3,10 @@
 DoG(sigma_lo, sigma_hi) keeps structure between the two scales: sigma_lo
 suppresses pixel noise, subtracting the sigma_hi blur removes neuropil and
 smooth background (CNMF-E's spatial filtering step, Zhou et al. 2018 eLife).
-Frames are reflect-padded by 3 sigma_hi so that no wrap-around leaks in.
+Frames are reflect-padded by 4 sigma_hi (at most the frame's size less one) so
+that no wrap-around leaks in, and a little more at the bottom and right so that
+the transform's length is a fast one (a 256-pixel frame at sigma_hi = 72 px
+padded to 767 took 4x as long as at 768).
 """
 
 from __future__ import annotations
@@ -55,9 +58,10 @@ def _dog(frames: np.ndarray, sigma_lo: float, sigma_hi: float) -> np.ndarray:
     H, W = frames.shape[-2:]
     pad = int(np.ceil(4 * sigma_hi))
     pad_y, pad_x = min(pad, H - 1), min(pad, W - 1)
-    width = [(0, 0)] * (frames.ndim - 2) + [(pad_y, pad_y), (pad_x, pad_x)]
+    Hp = scipy.fft.next_fast_len(H + 2 * pad_y, real=False)
+    Wp = scipy.fft.next_fast_len(W + 2 * pad_x, real=False)
+    width = [(0, 0)] * (frames.ndim - 2) + [(pad_y, Hp - H - pad_y), (pad_x, Wp - W - pad_x)]
     padded = np.pad(frames.astype(np.float32, copy=False), width, mode="symmetric")
-    Hp, Wp = padded.shape[-2:]
     gy_lo = _gaussian_transfer(Hp, sigma_lo, real=False)
     gx_lo = _gaussian_transfer(Wp, sigma_lo, real=True)
     gy_hi = _gaussian_transfer(Hp, sigma_hi, real=False)

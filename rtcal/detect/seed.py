@@ -10,6 +10,26 @@ rtcal adds a second kind of seed. Many real cells rarely fire in a short window
 but are plainly visible at rest (DESIGN.md, "What the real data teach"), so
 blobs of cell size in the band-passed *mean image* are seeds too; their
 footprint comes from that image when the movie shows no activity there.
+
+One-photon data (``background = "ring"``, set by mode "1p"). A microendoscope's
+out-of-focus background fluctuates as much as the cells do, at their scale, and
+a spatial band-pass leaves enough of it that rank-1 footprints spread over the
+whole search box (measured on a simulated 1p movie, r = 9 px: masks of 800-2000
+px against 300-570 px for the true cells, so the soma gate kept 16 of 219
+seeds, 5 of them cells). As CNMF-E does, the background is modelled first: the
+ring model (``rtcal.nmf.ring_fit``) is fitted on the window, with no cells
+known, and subtracted; the seeds found on that residual give footprints, and
+the ring is refitted with those cells taken out: their pixels out of its
+sources, their least-squares traces out of its fit (a very active cell
+otherwise leaks into its own background and its footprint shrinks: on two
+simulated 1p movies, 5 of the 21 init proposals on one came out at half their
+cell's area with the pixels excluded alone, 2 with the traces removed too).
+The seeds are then found again on the second residual. The
+residual has no resting fluorescence (the ring's static image holds it), so
+there are no resting seeds. Each footprint is fitted with a local background
+regressor (``local_background``; CNMF-E's ``extract_ac``): the median trace
+of the box's pixels that do not correlate with the seed, so that what is
+left of the background does not widen it.
 """
 
 from __future__ import annotations
@@ -24,6 +44,18 @@ from rtcal.detect.bandpass import dog_filter
 from rtcal.detect.proposal import Proposal
 from rtcal.detect.soma import SomaGate
 from rtcal.errors import RtcalError
+from rtcal.nmf.ring import RingConfig
+from rtcal.nmf.ring_fit import ring_residual
+
+BACKGROUNDS = ("none", "ring")
+# local_background: pixels whose trace correlates with the seed's below
+# BACKGROUND_MAX_CORR are the background's (CNMF-E's extract_ac uses 0.3); their
+# median is a regressor when they are at least BACKGROUND_MIN_FRACTION of the box
+# (extract_ac asks for a tenth; on synthetic patches where the cell's activity
+# and the background happened to correlate 0.25, 10 % was just missed and the
+# footprint took the background's whole blob: tests/test_detect_seed.py).
+BACKGROUND_MAX_CORR = 0.3
+BACKGROUND_MIN_FRACTION = 0.02
 
 
 class SeedConfigError(RtcalError):
@@ -47,6 +79,16 @@ class SeedConfig:
     max_overlap_iou: a candidate overlapping an accepted footprint more than
         this (IoU of the 0.2 x max masks) is a duplicate.
     max_components: stop after this many.
+    highpass_radii: the spatial high-pass of the movie, in radii (the
+        correlation image's band ends at this scale, the peak-to-noise image's
+        at twice it); 0: none, only the smoothing (mode "1p": the ring residual
+        has no background left, and a high-pass cuts into the blurred cells:
+        init footprints on two simulated 1p movies had a median IoU of
+        0.65-0.75 at 2, 0.80-0.85 at 4, 0.81-0.83 with none).
+    background: "none", or "ring" to remove a CNMF-E ring background first
+        (module docstring; mode "1p" sets it).
+    local_background: fit each footprint with the box's background trace as a
+        second regressor (module docstring; mode "1p" sets it).
     """
 
     radius_px: float = 6.0
@@ -58,6 +100,9 @@ class SeedConfig:
     max_elongation: float = 2.0
     max_overlap_iou: float = 0.3
     max_components: int = 5000
+    highpass_radii: float = 2.0
+    background: str = "none"
+    local_background: bool = False
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.radius_px <= 100.0:
@@ -77,6 +122,12 @@ class SeedConfig:
             raise SeedConfigError(f"max_overlap_iou must be in (0, 1], got {self.max_overlap_iou}")
         if self.max_components < 1:
             raise SeedConfigError(f"max_components must be >= 1, got {self.max_components}")
+        if not (self.highpass_radii == 0 or 0.5 <= self.highpass_radii <= 100):
+            raise SeedConfigError(
+                f"highpass_radii must be 0 (none) or in [0.5, 100], got {self.highpass_radii}")
+        if self.background not in BACKGROUNDS:
+            raise SeedConfigError(
+                f"background must be one of {BACKGROUNDS}, got {self.background!r}")
 
 
 @dataclass(frozen=True)
@@ -100,19 +151,42 @@ class SeedDetector:
             raise SeedConfigError(
                 f"seed detector needs a (T, H, W) window with T >= 10, got shape {window.shape}"
             )
-        r = self.config.radius_px
         Y = window.astype(np.float32, copy=False)
+        if self.config.background == "none":
+            return self._propose(Y, resting=True)
+        # Ring background (module docstring): fitted with no cells, then with the
+        # first pass's cells and their traces taken out of its fit.
+        T, H, W = Y.shape
+        ring = RingConfig.from_neuron_radius(self.config.radius_px)
+        residual = ring_residual(Y, np.zeros((0, H, W), np.float32),
+                                 np.zeros((0, T), np.float32), ring)
+        first = self._propose(residual, resting=False).footprints
+        traces = _nonneg_traces(first, residual)
+        del residual
+        return self._propose(ring_residual(Y, first, traces, ring), resting=False)
+
+    def _propose(self, Y: np.ndarray, resting: bool) -> Proposal:
+        r = self.config.radius_px
+        hp = self.config.highpass_radii
         baseline = temporal_median(Y)
-        # High-passed movie (neuropil and background removed): its neighbour
-        # correlations are not inflated by smoothing, so they measure shared signal.
-        D = dog_filter(Y, 0.0, 2.0 * r, subtract=baseline)
-        corr = local_correlation(D)
-        # Smoothed to cell scale for the peak-to-noise ratio and the footprints (in place).
-        D = dog_filter(D, 0.25 * r, 4.0 * r, out=D)
+        if hp > 0:
+            # High-passed movie (neuropil and background removed): its neighbour
+            # correlations are not inflated by smoothing, so they measure shared signal.
+            D = dog_filter(Y, 0.0, hp * r, subtract=baseline)
+            corr = local_correlation(D)
+            # Smoothed to cell scale for the peak-to-noise ratio and the footprints (in place).
+            D = dog_filter(D, 0.25 * r, 2.0 * hp * r, out=D)
+        else:  # no background left to remove (a ring residual)
+            D = np.subtract(Y, baseline, dtype=np.float32)
+            corr = local_correlation(D)
+            D = ndimage.gaussian_filter(D, (0.0, 0.25 * r, 0.25 * r), output=D)
         noise = noise_std(D)
         pnr = D.max(axis=0) / noise
-        morph = dog_filter(Y.mean(axis=0), 0.35 * r, 1.5 * r)
-        morph_z = morph / _robust_sigma(morph)
+        if resting:
+            morph = dog_filter(Y.mean(axis=0), 0.35 * r, 1.5 * r)
+            morph_z = morph / _robust_sigma(morph)
+        else:
+            morph_z = np.zeros_like(pnr)
         seeds = self._seeds(corr, pnr, morph_z)
         return self._grow(seeds, D, Y.mean(axis=0))
 
@@ -147,7 +221,9 @@ class SeedDetector:
                 slice(max(seed.col - half, 0), min(seed.col + half + 1, W)),
             )
             centre = (seed.row - box[0].start, seed.col - box[1].start)
-            if seed.active:
+            if seed.active and c.local_background:
+                patch = footprint_with_background(D[:, box[0], box[1]], centre)
+            elif seed.active:
                 patch = rank1_footprint(D[:, box[0], box[1]], centre)
             else:
                 patch = _resting_footprint(mean[box], centre, c.radius_px)
@@ -163,6 +239,21 @@ class SeedDetector:
             taken[box] |= mask
             accepted.append((patch, box, seed.score))
         return _to_proposal(accepted, H, W)
+
+
+def _nonneg_traces(footprints: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Least-squares traces (K, T) float32 of footprints (K, H, W) in frames (T, H, W)
+    about each pixel's temporal median, clipped at 0 (a first estimate of the
+    cells' activity, to keep it out of a background fit)."""
+    K, T = footprints.shape[0], frames.shape[0]
+    if K == 0:
+        return np.zeros((0, T), np.float32)
+    A = footprints.reshape(K, -1).astype(np.float64)
+    Y = frames.reshape(T, -1)
+    AY = (Y @ A.T).T - (A @ temporal_median(frames).reshape(-1))[:, None]  # (K, T)
+    G = A @ A.T
+    G[np.diag_indices_from(G)] += 1e-6 * np.trace(G) / K
+    return np.maximum(np.linalg.solve(G, AY), 0.0).astype(np.float32)
 
 
 def _robust_sigma(img: np.ndarray) -> float:
@@ -198,6 +289,40 @@ def rank1_footprint(P: np.ndarray, centre: tuple[int, int], n_iter: int = 10) ->
             break
         c = np.maximum(flat @ a, 0.0) / aa
     return a.reshape(h, w)
+
+
+def footprint_with_background(P: np.ndarray, centre: tuple[int, int]) -> np.ndarray:
+    """Footprint of the seed at ``centre`` in a local patch P (T, h, w), with the
+    patch's background as a nuisance regressor (after CNMF-E's ``extract_ac``,
+    Zhou et al. 2018).
+
+    The neuron's trace c is the mean of the 3x3 pixels at the centre; pixels
+    whose traces correlate with it below BACKGROUND_MAX_CORR give the background
+    trace b, their median (used when they are at least BACKGROUND_MIN_FRACTION
+    of the patch). Each pixel's trace is regressed on [c - median(c), b - mean(b),
+    1] by least squares; the footprint is the non-negative part of c's
+    coefficients. Returns it as float32 (h, w) (zeros when c is constant).
+    """
+    T, h, w = P.shape
+    flat = P.reshape(T, h * w).astype(np.float64)
+    y, x = centre
+    c = P[:, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean(axis=(1, 2)).astype(np.float64)
+    cz = c - c.mean()
+    norm = float(np.sqrt(cz @ cz))
+    if norm <= 0:
+        return np.zeros((h, w), np.float32)
+    z = flat - flat.mean(axis=0)
+    z /= np.maximum(np.sqrt((z * z).sum(axis=0)), 1e-12)
+    corr = (cz / norm) @ z
+    columns = [c - np.median(c)]
+    background = corr < BACKGROUND_MAX_CORR
+    if np.count_nonzero(background) >= BACKGROUND_MIN_FRACTION * h * w:
+        b = np.median(flat[:, background], axis=1)
+        columns.append(b - b.mean())
+    columns.append(np.ones(T))
+    X = np.stack(columns, axis=1)
+    coef = np.linalg.lstsq(X, flat, rcond=None)[0]
+    return np.maximum(coef[0], 0.0).reshape(h, w).astype(np.float32)
 
 
 def _resting_footprint(patch: np.ndarray, centre: tuple[int, int], radius: float) -> np.ndarray:

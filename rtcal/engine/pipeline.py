@@ -107,18 +107,33 @@ def pipeline_config(
         # the ring's source pixels and the trace/background loop then diverges
         # (measured: traces ~1e18 within 260 frames). The residual of 1p data keeps
         # more structure, so new components need a higher peak-to-noise (14 vs 7:
-        # F1 0.43 vs 0.28 on a simulated 256x256, 40-neuron 1p movie).
+        # F1 0.43 vs 0.28 on a simulated 256x256, 40-neuron 1p movie). Without
+        # refinement a cell whose footprint is off by a few pixels leaves signal in
+        # the residual, which the search adds again a few pixels away: footprint
+        # overlap (cosine) 0.23-0.35 and trace correlation 0.74-1.0 for the four
+        # such pairs on that movie, hence merging from overlap 0.2 (the trace
+        # correlation of 0.85 still decides). The residual's transients keep more
+        # of the neighbours and the background than in 2p: active cells missed on
+        # that movie were refused with a space correlation under 0.9 (F1 0.79 / 0.73
+        # on two 1p movies at 0.9, 0.84 / 0.75 at 0.8, 0.81 / 0.75 at 0.7).
         nmf = OnlineNMFConfig(
-            radius_px=radius_px, background="ring", refine_per_frame=0, new_min_pnr=14.0
+            radius_px=radius_px, background="ring", refine_per_frame=0, new_min_pnr=14.0,
+            merge_min_overlap=0.2, new_min_space_corr=0.8,
         )
+        # The seeds on the ring residual (rtcal.detect.seed): peak-to-noise 10, the
+        # value CNMF-E's 1p examples use (at 5, 13 of 35 init proposals on the
+        # same movie were background; at 10, 1 of 22).
+        seed = SeedConfig(radius_px=radius_px, min_pnr=10.0, highpass_radii=0.0,
+                          background="ring", local_background=True)
     else:
         nmf = OnlineNMFConfig(radius_px=radius_px)
+        seed = SeedConfig(radius_px=radius_px)
     return PipelineConfig(
         fps_hz=fps_hz,
         radius_px=radius_px,
         motion=MotionConfig(radius_px=radius_px),
         nmf=nmf,
-        seed=SeedConfig(radius_px=radius_px),
+        seed=seed,
         **overrides,
     )
 
