@@ -1,5 +1,8 @@
 """Detector re-runs: which proposals are new, and components added to a running pipeline."""
 
+import os
+import signal
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -308,8 +311,14 @@ def test_detector_process_proposes_what_the_detector_does(movie):
         with pytest.raises(DetectorProcessError, match="T >= 10"):
             proc.propose(window[:3])  # the child reports the detector's error and lives on
         np.testing.assert_array_equal(dense(proc.propose(window)), expected)
+        # Ctrl-C signals the whole process group: the child ignores it and works on
+        os.kill(proc._proc.pid, signal.SIGINT)
+        time.sleep(0.2)
+        assert proc._proc.is_alive()
+        np.testing.assert_array_equal(dense(proc.propose(window)), expected)
     finally:
         proc.close()
+    assert proc._proc.exitcode == 0  # stopped through the pipe, not killed
     assert len(expected) >= 1
     assert got.shape == (len(expected), window.shape[1] * window.shape[2])
     np.testing.assert_array_equal(dense(got), expected)

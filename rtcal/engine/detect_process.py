@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
@@ -30,14 +31,23 @@ class DetectorProcessError(RtcalError):
 
 
 def _child(conn, detector: FootprintProposer, niceness: int) -> None:  # pragma: no cover
-    """Child main loop: ("propose", shm name, shape) -> ("ok", footprints) | ("error", text)."""
+    """Child main loop: ("propose", shm name, shape) -> ("ok", footprints) | ("error", text).
+
+    Ctrl-C at a terminal (or ``timeout``) signals the whole process group: the
+    child ignores SIGINT, so the engine's own shutdown, which stops it through
+    the pipe, is what ends it (it printed a KeyboardInterrupt traceback in the
+    middle of the engine's last report). It also ends when the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(niceness)
     except OSError:
         pass
     blocks: dict[str, shared_memory.SharedMemory] = {}
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent closed its end or died
+            break
         if msg is None:
             break
         _, name, shape = msg
