@@ -115,6 +115,10 @@ def test_stencil_holds_exactly_the_csr_entries():
     rebuilt = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                             shape=model.weights.shape)
     assert (rebuilt != model.weights).nnz == 0
+    # the offsets are distinct and in (dy, dx) order, as np.unique(axis=0) gives them
+    assert np.array_equal(offsets, np.unique(offsets, axis=0))
+    empty = stencil_from_csr(sp.csr_matrix(model.weights.shape, dtype=np.float32), (h, w))
+    assert empty[0].shape == (0, 2) and empty[1].shape == (0, h, w)
 
 
 def test_model_rejects_mismatched_shapes():

@@ -246,10 +246,22 @@ def stencil_from_csr(
     coo = weights.tocoo()
     pi, pj = np.divmod(coo.row.astype(np.int64), w)
     qi, qj = np.divmod(coo.col.astype(np.int64), w)
-    offsets, which = np.unique(np.stack([qi - pi, qj - pj], axis=1), axis=0, return_inverse=True)
-    stencil = np.zeros((len(offsets), h, w), np.float32)
-    stencil[which.ravel(), pi, pj] = coo.data
-    return offsets.reshape(-1, 2).astype(np.int64), stencil
+    dy, dx = qi - pi, qj - pj
+    # The distinct offsets in lexicographic (dy, dx) order, as np.unique(axis=0)
+    # gives them, through a table of the few possible offsets: np.unique on the
+    # rows sorted all nnz of them (5.5 s of the 1p seed detector at 512 x 512).
+    reach = int(max(np.abs(dy).max(initial=0), np.abs(dx).max(initial=0)))
+    side = 2 * reach + 1
+    key = (dy + reach) * side + (dx + reach)
+    present = np.zeros(side * side, bool)
+    present[key] = True
+    codes = np.flatnonzero(present)
+    index = np.full(side * side, -1, np.int64)
+    index[codes] = np.arange(codes.size)
+    offsets = np.stack([codes // side - reach, codes % side - reach], axis=1)
+    stencil = np.zeros((codes.size, h, w), np.float32)
+    stencil[index[key], pi, pj] = coo.data
+    return offsets.astype(np.int64), stencil
 
 
 def ring_background_reference(model: RingModel, residual: np.ndarray) -> np.ndarray:
