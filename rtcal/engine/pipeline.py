@@ -115,7 +115,8 @@ def pipeline_config(
         # correlation of 0.85 still decides). The residual's transients keep more
         # of the neighbours and the background than in 2p: active cells missed on
         # that movie were refused with a space correlation under 0.9 (F1 0.79 / 0.73
-        # on two 1p movies at 0.9, 0.84 / 0.75 at 0.8, 0.81 / 0.75 at 0.7).
+        # on two 1p movies at 0.9, 0.84 / 0.75 at 0.8, 0.81 / 0.75 at 0.7, measured
+        # before the seed detector's second ring pass took the first's traces out).
         nmf = OnlineNMFConfig(
             radius_px=radius_px, background="ring", refine_per_frame=0, new_min_pnr=14.0,
             merge_min_overlap=0.2, new_min_space_corr=0.8,
