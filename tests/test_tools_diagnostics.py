@@ -46,3 +46,33 @@ def test_gc_pause_times_full_collections_before_and_after_the_freeze():
     frozen = next(v for k, v in lines.items() if k.startswith("frozen"))
     assert before > float(frozen.split("|")[2])  # frozen: nothing left to walk
     assert int(text.split(":")[1].split()[0]) > 10_000  # objects tracked after the imports
+
+
+def test_false_positives_names_each_kind(tmp_path):
+    from scipy import ndimage
+
+    cfg = make_config("2p", height=64, width=64, n_frames=30, n_neurons=6, seed=4,
+                      radius_min_px=3.5, radius_max_px=5)
+    paths = write_simulation(tmp_path / "sim", cfg)
+    A = np.load(paths.truth)["footprints"].astype(np.float32)  # (6, 64, 64)
+    masks = A >= 0.2 * A.max(axis=(1, 2), keepdims=True)
+    duplicate = np.roll(A[0], 3, axis=1)  # cell 0 again, 3 px off; the exact copy wins it
+    small = np.where(A[5] >= 0.8 * A[5].max(), A[5], 0)  # the core of cell 5 only
+    large = ndimage.binary_dilation(masks[2], iterations=4).astype(np.float32)
+    empty = np.unravel_index(np.argmin(ndimage.uniform_filter(A.sum(0), 15)), (64, 64))
+    yy, xx = np.mgrid[:64, :64]
+    blob = (np.hypot(yy - empty[0], xx - empty[1]) <= 3).astype(np.float32)
+    footprints = np.stack([A[0], A[1], A[3], duplicate, small, large, blob])
+    out = tmp_path / "r.h5"
+    with ResultsWriter(out, height=64, width=64, fps_hz=cfg.fps_hz) as w:
+        w.set_footprints(footprints, np.zeros(len(footprints), np.int64))
+        w.append_frame(index=0, traces=np.zeros(len(footprints), np.float32),
+                       spikes=np.zeros(len(footprints), np.float32), shift=(0, 0),
+                       t_received_ns=0, t_done_ns=0)
+    text = _run(str(TOOLS / "false_positives.py"), str(out), str(paths.truth))
+    assert text.startswith("4 false positives of 7 components (6 true cells)")
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| ")][2:]
+    got = {int(r[1]): (int(r[4]), r[9].strip()) for r in rows}
+    assert got == {3: (0, "duplicate"), 4: (5, "too small"), 5: (2, "too large"),
+                   6: (got[6][0], "no cell")}
+    assert "kinds: " in text
