@@ -15,8 +15,10 @@ cell and of the cell's mask it covers, the centroid distance, and a kind:
     too large   covering >= 0.8 of the cell, < 0.5 of it inside
     misplaced   anything else (shifted, or shaped differently)
 
-Then the count of each kind. The 1p initialisation of 2026-11-25 was found this
-way: most false positives were duplicates and blobs of 800-2000 px.
+Then the count of each kind. The 1p initialisation of 2026-11-25 started from
+this breakdown: on a simulated 1p movie, most false positives were duplicates
+of found cells (born later, from the residual) and components that overlapped
+no cell or spread far beyond one (470-760 px where the cells have 300-570).
 """
 
 from __future__ import annotations
