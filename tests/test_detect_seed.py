@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.fft
 
+from rtcal.buffer.summary import local_correlation
 from rtcal.detect.bandpass import dog_filter
 from rtcal.detect.seed import (
     SeedConfig,
@@ -12,6 +13,7 @@ from rtcal.detect.seed import (
     SeedDetector,
     footprint_with_background,
     rank1_footprint,
+    thresholded_correlation,
 )
 from rtcal.engine.pipeline import pipeline_config
 from rtcal.metrics.evaluate import score_footprints
@@ -28,6 +30,8 @@ from rtcal.sim import ActivityParams, Simulation, make_config, static_truth
 
 @pytest.mark.parametrize("field,value", [
     ("background", "lowrank"), ("highpass_radii", 0.2), ("highpass_radii", 200.0),
+    ("corr_threshold_sd", -1.0), ("corr_threshold_sd", float("nan")),
+    ("first_ring_ridge", -0.1), ("first_ring_ridge", float("inf")),
 ])
 def test_config_rejects_bad_values_naming_them(field, value):
     with pytest.raises(SeedConfigError, match=field):
@@ -38,6 +42,7 @@ def test_modes_choose_the_background():
     two, one = pipeline_config(30.0, 6.0, "2p").seed, pipeline_config(20.0, 9.0, "1p").seed
     assert (two.background, two.local_background, two.highpass_radii) == ("none", False, 2.0)
     assert (one.background, one.local_background, one.highpass_radii) == ("ring", True, 0.0)
+    assert (two.corr_threshold_sd, one.corr_threshold_sd) == (0.0, 2.0)
     assert one.radius_px == 9.0
 
 
@@ -83,6 +88,72 @@ def test_local_background_on_a_flat_patch_is_empty_not_nan():
     P = np.ones((50, 15, 15), np.float32)
     out = footprint_with_background(P, (7, 7))
     assert out.shape == (15, 15) and np.all(out == 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_thresholded_correlation_shows_a_cell_seen_in_one_transient(seed):
+    """A cell with one transient in 300 frames hardly correlates with its
+    neighbours over the whole window (noise dominates); on the values above 2
+    noise sigmas it does, and noise pixels stay uncorrelated. Measured: centre
+    0.17-0.26 plain, 0.47-0.62 thresholded; noise < 0.1 either way."""
+    rng = np.random.default_rng(seed)
+    T, H, W = 300, 32, 32
+    yy, xx = np.mgrid[:H, :W]
+    cell = np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / (2 * 3.0**2)).astype(np.float32)
+    c = np.zeros(T, np.float32)
+    t0 = rng.integers(20, 260)
+    c[t0:] = 5 * np.exp(-np.arange(T - t0) / 6.0)
+    D = (c[:, None, None] * cell + rng.normal(0, 1, (T, H, W))).astype(np.float32)
+    plain, above = thresholded_correlation(D, 0.0), thresholded_correlation(D, 2.0)
+    np.testing.assert_array_equal(plain, local_correlation(D))
+    assert plain[16, 16] < 0.3
+    assert above[16, 16] > 0.4 and above[16, 16] > 1.8 * plain[16, 16]
+    assert np.abs(above[:6, :6]).max() < 0.15
+
+
+def test_first_ring_fit_uses_its_own_ridge(monkeypatch, one_photon_window):
+    """The fit with no cells known takes first_ring_ridge; the second the ring's own."""
+    import rtcal.detect.seed as seed_module
+
+    ridges = []
+
+    def spy(Y, footprints, traces, config):
+        ridges.append((footprints.shape[0], config.ridge))
+        return ring_residual(Y, footprints, traces, config)
+
+    monkeypatch.setattr(seed_module, "ring_residual", spy)
+    Y, truth, _ = one_photon_window
+    config = pipeline_config(20.0, float(np.median(truth["radius_px"])), "1p").seed
+    SeedDetector(config).propose(Y[:100])
+    assert ridges[0] == (0, config.first_ring_ridge) == (0, 0.1)
+    assert ridges[1][1] == RingConfig.from_neuron_radius(config.radius_px).ridge
+
+
+def test_stronger_first_ridge_keeps_more_of_the_active_cells(one_photon_window):
+    """With no cells known, the ring learns the most active cells' transients from
+    their faint halo on the ring and takes them out of the residual. A stronger
+    ridge keeps more of them. Measured on the 4 cells that spike 15 times or more
+    in the window: 7-36 % of each transient kept at ridge 0.01, 14-51 % at 0.1."""
+    Y, truth, _ = one_photon_window
+    spikes, calcium = truth["window_spikes"], truth["window_calcium"]
+    T, H, W = Y.shape
+    ring = RingConfig.from_neuron_radius(float(np.median(truth["radius_px"])))
+    none, zero = np.zeros((0, H, W), np.float32), np.zeros((0, T), np.float32)
+    kept = {}
+    for ridge in (0.01, 0.1):
+        R = ring_residual(Y, none, zero, RingConfig(ring.ring_radius_px, ridge=ridge))
+        fractions = []
+        for k in np.nonzero(spikes.sum(axis=0) >= 15)[0]:
+            y, x = np.round(truth["centers"][k]).astype(int)
+            top = calcium[:, k] > np.quantile(calcium[:, k], 0.9)
+            low = calcium[:, k] < np.quantile(calcium[:, k], 0.5)
+            raw = Y[top, y, x].mean() - Y[low, y, x].mean()
+            if raw > 0:  # its transients rise above the background's own swings
+                fractions.append((R[top, y, x].mean() - R[low, y, x].mean()) / raw)
+        kept[ridge] = np.array(fractions)
+    assert len(kept[0.1]) >= 3
+    assert (kept[0.1] > kept[0.01]).all()
+    assert kept[0.1].mean() > kept[0.01].mean() + 0.05
 
 
 def test_ring_fit_without_cells_and_residual():
@@ -158,8 +229,11 @@ def one_photon_window():
     sim = Simulation(cfg)
     chunks = list(sim.chunks())
     Y = np.concatenate([c.images for c in chunks]).astype(np.float32)
-    active = (np.concatenate([c.spikes for c in chunks]) > 0).sum(axis=0) >= 2
-    return Y, static_truth(sim), active
+    spikes = np.concatenate([c.spikes for c in chunks])
+    truth = dict(static_truth(sim))
+    truth["window_spikes"] = spikes
+    truth["window_calcium"] = np.concatenate([c.calcium for c in chunks])
+    return Y, truth, (spikes > 0).sum(axis=0) >= 2
 
 
 def test_ring_seeds_find_one_photon_cells_that_the_band_pass_alone_does_not(one_photon_window):

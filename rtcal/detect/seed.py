@@ -18,7 +18,9 @@ whole search box (measured on a simulated 1p movie, r = 9 px: masks of 800-2000
 px against 300-570 px for the true cells, so the soma gate kept 16 of 219
 seeds, 5 of them cells). As CNMF-E does, the background is modelled first: the
 ring model (``rtcal.nmf.ring_fit``) is fitted on the window, with no cells
-known, and subtracted; the seeds found on that residual give footprints, and
+known and a stronger ridge (``first_ring_ridge``: otherwise the most active
+cells are predicted from their own faint halo on the ring and vanish from the
+residual), and subtracted; the seeds found on that residual give footprints, and
 the ring is refitted with those cells taken out: their pixels out of its
 sources, their least-squares traces out of its fit (a very active cell
 otherwise leaks into its own background and its footprint shrinks: on two
@@ -34,7 +36,8 @@ left of the background does not widen it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -89,6 +92,16 @@ class SeedConfig:
         (module docstring; mode "1p" sets it).
     local_background: fit each footprint with the box's background trace as a
         second regressor (module docstring; mode "1p" sets it).
+    corr_threshold_sd: the local correlation image is computed on the movie
+        with every value under this many noise sigmas (per pixel) set to 0, as
+        CNMF-E does (``thresh_init``), so that a cell seen in one or two
+        transients correlates with its neighbours there and not with the noise
+        of the other frames; 0: off.
+    first_ring_ridge: the ridge weight of the first ring fit, the one with no
+        cells known (``RingConfig.ridge``; the second fit keeps the ring's own).
+        With no cells taken out, a very active cell's faint halo on the ring is
+        worth fitting and the cell leaks into its own background; a stronger
+        ridge keeps the weights smooth.
     """
 
     radius_px: float = 6.0
@@ -103,6 +116,8 @@ class SeedConfig:
     highpass_radii: float = 2.0
     background: str = "none"
     local_background: bool = False
+    corr_threshold_sd: float = 0.0
+    first_ring_ridge: float = 0.1
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.radius_px <= 100.0:
@@ -125,6 +140,12 @@ class SeedConfig:
         if not (self.highpass_radii == 0 or 0.5 <= self.highpass_radii <= 100):
             raise SeedConfigError(
                 f"highpass_radii must be 0 (none) or in [0.5, 100], got {self.highpass_radii}")
+        if not (math.isfinite(self.corr_threshold_sd) and 0 <= self.corr_threshold_sd <= 10):
+            raise SeedConfigError(
+                f"corr_threshold_sd must be in [0, 10] (0: off), got {self.corr_threshold_sd}")
+        if not (math.isfinite(self.first_ring_ridge) and self.first_ring_ridge >= 0):
+            raise SeedConfigError(
+                f"first_ring_ridge must be finite and >= 0, got {self.first_ring_ridge}")
         if self.background not in BACKGROUNDS:
             raise SeedConfigError(
                 f"background must be one of {BACKGROUNDS}, got {self.background!r}")
@@ -159,7 +180,8 @@ class SeedDetector:
         T, H, W = Y.shape
         ring = RingConfig.from_neuron_radius(self.config.radius_px)
         residual = ring_residual(Y, np.zeros((0, H, W), np.float32),
-                                 np.zeros((0, T), np.float32), ring)
+                                 np.zeros((0, T), np.float32),
+                                 replace(ring, ridge=self.config.first_ring_ridge))
         first = self._propose(residual, resting=False).footprints
         traces = _nonneg_traces(first, residual)
         del residual
@@ -173,12 +195,12 @@ class SeedDetector:
             # High-passed movie (neuropil and background removed): its neighbour
             # correlations are not inflated by smoothing, so they measure shared signal.
             D = dog_filter(Y, 0.0, hp * r, subtract=baseline)
-            corr = local_correlation(D)
+            corr = thresholded_correlation(D, self.config.corr_threshold_sd)
             # Smoothed to cell scale for the peak-to-noise ratio and the footprints (in place).
             D = dog_filter(D, 0.25 * r, 2.0 * hp * r, out=D)
         else:  # no background left to remove (a ring residual)
             D = np.subtract(Y, baseline, dtype=np.float32)
-            corr = local_correlation(D)
+            corr = thresholded_correlation(D, self.config.corr_threshold_sd)
             D = ndimage.gaussian_filter(D, (0.0, 0.25 * r, 0.25 * r), output=D)
         noise = noise_std(D)
         pnr = D.max(axis=0) / noise
@@ -239,6 +261,16 @@ class SeedDetector:
             taken[box] |= mask
             accepted.append((patch, box, seed.score))
         return _to_proposal(accepted, H, W)
+
+
+def thresholded_correlation(D: np.ndarray, k: float) -> np.ndarray:
+    """Local correlation image (H, W) of D (T, H, W) (about its baseline), computed
+    on D with every value under k noise sigmas of its pixel set to 0 (CNMF-E's
+    ``thresh_init``; ``SeedConfig.corr_threshold_sd``); k = 0: plain
+    :func:`local_correlation`."""
+    if k == 0:
+        return local_correlation(D)
+    return local_correlation(np.where(D >= k * noise_std(D), D, np.float32(0)))
 
 
 def _nonneg_traces(footprints: np.ndarray, frames: np.ndarray) -> np.ndarray:

@@ -125,7 +125,7 @@ def pipeline_config(
         # value CNMF-E's 1p examples use (at 5, 13 of 35 init proposals on the
         # same movie were background; at 10, 1 of 22).
         seed = SeedConfig(radius_px=radius_px, min_pnr=10.0, highpass_radii=0.0,
-                          background="ring", local_background=True)
+                          background="ring", local_background=True, corr_threshold_sd=2.0)
     else:
         nmf = OnlineNMFConfig(radius_px=radius_px)
         seed = SeedConfig(radius_px=radius_px)
