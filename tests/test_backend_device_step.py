@@ -169,6 +169,8 @@ def test_device_nmf_merges_and_retires_like_online_nmf(still_movie, backend):
     assert ("merge", 0, len(A)) in kinds  # the copy, merged into component 0
     assert any(k == "retire" for k, _, _ in kinds)
     assert _rel(dev.A.csr.data, nmf.A.csr.data) < 1e-4
+    for k in np.nonzero(~want.retired)[0]:  # the centres the merge distance rule reads
+        assert dev._centre(k) == pytest.approx(nmf._centre(k), abs=1e-3)
 
 
 def test_pipeline_device_hook_gives_the_cpu_outputs(moving_movie):

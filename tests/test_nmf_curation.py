@@ -11,6 +11,7 @@ from rtcal.engine.run import run_frames
 from rtcal.nmf.curation import (
     Curator,
     footprint_area,
+    footprint_centre,
     merged_footprint,
     pair_corr,
     pixel_noise,
@@ -112,6 +113,36 @@ def test_check_merges_an_overlapping_correlated_pair_into_the_older():
     assert cur.check(0, 200, gram, np.array([0, 1]), born, values) is None
 
 
+def test_check_does_not_merge_correlated_neighbours_whose_centres_are_far_apart():
+    """The pair of the test above, with centres given: 1.5 radii apart (two
+    blurred neighbours, as in 1p) is not merged and is counted; 0.5 radii apart is."""
+    rng = np.random.default_rng(1)
+    cur = _curator()
+    base = rng.random(200)
+    for t in range(200):
+        c = np.array([base[t], 0.5 * base[t] + 0.01 * rng.random(), rng.random()])
+        cur.observe(t, c, np.zeros(3))
+    gram = np.array([[1.0, 0.6, 0.6], [0.6, 1.0, 0.0], [0.6, 0.0, 1.0]])
+    born, values, r = np.array([10, 0, 0]), np.ones(120), cur.config.radius_px
+    assert cur.config.merge_max_distance == 1.25
+    far = {0: (20.0, 20.0), 1: (20.0, 20.0 + 1.5 * r), 2: (0.0, 0.0)}
+    assert cur.check(0, 200, gram, np.array([0, 1, 2]), born, values, None, far.get) is None
+    assert cur.too_far == 1
+    near = {0: (20.0, 20.0), 1: (20.0 + 0.5 * r, 20.0), 2: (0.0, 0.0)}
+    action = cur.check(0, 200, gram, np.array([0, 1, 2]), born, values, None, near.get)
+    assert (action.kind, action.keep, action.gone) == ("merge", 1, 0)
+    assert cur.too_far == 1
+
+
+def test_footprint_centre():
+    W = 10
+    pixels = np.array([2 * W + 3, 2 * W + 5, 4 * W + 3])
+    assert footprint_centre(pixels, np.array([1.0, 1.0, 2.0]), W) == (3.0, 3.5)
+    assert footprint_centre(pixels, np.array([1.0, -5.0, 0.0]), W) == (2.0, 3.0)  # < 0 is 0
+    assert footprint_centre(pixels, np.zeros(3), W) == pytest.approx((8 / 3, 11 / 3))
+    assert all(np.isnan(footprint_centre(np.zeros(0, int), np.zeros(0), W)))
+
+
 def test_check_retires_collapsed_and_long_silent_components():
     cur = _curator(retire_silent_s=1.0)
     gram = np.eye(3)
@@ -146,6 +177,27 @@ def test_an_injected_duplicate_is_merged_and_keeps_its_index(movie):
     assert nmf.n_components == 13 and step.retired.tolist() == [False] * 12 + [True]
     assert (traces[12, 100:] == 0).all()
     assert np.corrcoef(traces[k0], calcium[k0, 300:])[0, 1] > 0.95
+
+
+def test_the_nmf_gives_the_curator_each_footprints_centroid(movie, monkeypatch):
+    cfg, A, frames, _ = movie
+    nmf = OnlineNMF(OnlineNMFConfig(radius_px=6.0, max_new_per_search=0, merge_every=1),
+                    cfg.fps_hz, A[:12], frames[:300])
+    yy, xx = np.mgrid[: A.shape[1], : A.shape[2]]
+    for k in range(12):
+        a = nmf.A.dense()[k]
+        expect = ((a * yy).sum() / a.sum(), (a * xx).sum() / a.sum())
+        assert nmf._centre(k) == pytest.approx(expect, abs=1e-4)
+    seen = []
+    original = Curator.check
+
+    def spy(self, *args):
+        seen.append(args[-1])
+        return original(self, *args)
+
+    monkeypatch.setattr(Curator, "check", spy)
+    nmf.step(frames[300])
+    assert seen and all(c == nmf._centre for c in seen)
 
 
 def test_a_component_whose_cell_is_gone_is_retired_and_the_others_are_not(movie):

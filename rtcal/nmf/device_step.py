@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from rtcal.backend import Backend, cuda
 from rtcal.errors import RtcalError
-from rtcal.nmf.curation import SILENT_SD
+from rtcal.nmf.curation import SILENT_SD, footprint_centre
 from rtcal.nmf.online import NO_BORDER, NMFStep, OnlineNMF
 from rtcal.nmf.residual import clear_border, covered_core
 from rtcal.nmf.xp_background import project_basis, subtract_basis
@@ -281,11 +281,20 @@ class DeviceNMF:
             action = self.curator.check(
                 i, self.n_frames, self._gram_entries(np.r_[i, partners]), partners,
                 self._host.born_frame, be.to_host(self._fp.data[lo:hi]), csr.indices[lo:hi],
+                self._centre,
             )
             if action is not None:
                 self._apply(action)
                 acted = True
         return acted
+
+    def _centre(self, k: int) -> tuple[float, float]:
+        """As OnlineNMF._centre, from the device's footprint values (downloaded: only
+        for a pair that passed the overlap and trace tests)."""
+        csr = self._host.csr
+        lo, hi = csr.indptr[k], csr.indptr[k + 1]
+        values = self.backend.to_host(self._fp.data[lo:hi])
+        return footprint_centre(csr.indices[lo:hi], values, self.shape[1])
 
     def _partners(self, k: int) -> np.ndarray:
         """Components whose supports overlap k's (k included), as OnlineNMF._partners."""

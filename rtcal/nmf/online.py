@@ -36,7 +36,14 @@ from rtcal.nmf.background import (
     cosine_factors,
     model_residual,
 )
-from rtcal.nmf.curation import SILENT_SD, Action, Curator, merged_footprint, pixel_noise
+from rtcal.nmf.curation import (
+    SILENT_SD,
+    Action,
+    Curator,
+    footprint_centre,
+    merged_footprint,
+    pixel_noise,
+)
 from rtcal.nmf.footprints import FootprintSet
 from rtcal.nmf.hals import hals
 from rtcal.nmf.refine_schedule import RefineSchedule
@@ -92,8 +99,9 @@ class OnlineNMFConfig:
     ~0.4 ms, one per frame; a peak left over stays in the buffer for the next).
     Merging and retiring (``rtcal.nmf.curation``): every component is examined
     once per merge_every frames, spread over them (0: never merge or retire);
-    duplicates have footprint overlap (cosine) >= merge_min_overlap and trace
-    correlation over the last merge_window_s >= merge_min_corr; a component is
+    duplicates have footprint overlap (cosine) >= merge_min_overlap, trace
+    correlation over the last merge_window_s >= merge_min_corr and centres at
+    most merge_max_distance radii apart (inf: no limit); a component is
     retired when its trace stays silent for retire_silent_s (0: never) or its
     footprint shrinks below retire_min_area_frac x pi radius_px^2 pixels.
     The soma gate (``rtcal.detect.soma``): a new component's mask must cover
@@ -125,6 +133,7 @@ class OnlineNMFConfig:
     merge_every: int = 100
     merge_min_overlap: float = 0.5
     merge_min_corr: float = 0.85
+    merge_max_distance: float = 1.25
     merge_window_s: float = 10.0
     retire_silent_s: float = 120.0
     retire_min_area_frac: float = 0.1
@@ -152,6 +161,7 @@ class OnlineNMFConfig:
             "merge_every": self.merge_every >= 0,
             "merge_min_overlap": 0 < self.merge_min_overlap <= 1,
             "merge_min_corr": -1 < self.merge_min_corr <= 1,
+            "merge_max_distance": self.merge_max_distance > 0,
             "merge_window_s": self.merge_window_s > 0,
             "retire_silent_s": self.retire_silent_s >= 0,
             "retire_min_area_frac": 0 <= self.retire_min_area_frac < 1,
@@ -457,7 +467,7 @@ class OnlineNMF:
             support = slice(csr.indptr[i], csr.indptr[i + 1])
             action = self.curator.check(
                 i, self.n_frames, self._G, self._partners(i), self.A.born_frame,
-                csr.data[support], csr.indices[support],
+                csr.data[support], csr.indices[support], self._centre,
             )
             if action is not None:
                 self._apply(action)
@@ -470,6 +480,12 @@ class OnlineNMF:
             self._zero(action.gone)
             self.curator.retire(action.gone)
         self.merges.append(action)
+
+    def _centre(self, k: int) -> tuple[float, float]:
+        """(row, col) centroid of component k's footprint."""
+        csr = self.A.csr
+        lo, hi = csr.indptr[k], csr.indptr[k + 1]
+        return footprint_centre(csr.indices[lo:hi], csr.data[lo:hi], self.shape[1])
 
     def _partners(self, k: int) -> np.ndarray:
         """Components whose supports overlap k's (k included)."""
