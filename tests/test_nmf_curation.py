@@ -95,7 +95,10 @@ def _curator(**kw):
     return Curator(config, 30.0, np.zeros((3, 0)), noise_px=1.0, t=0)
 
 
-def test_check_merges_an_overlapping_correlated_pair_into_the_older():
+def _correlated_pair():
+    """A curator whose components 0 and 1 have correlated traces over 200 frames
+    (2 is independent), their Gram matrix (0 overlaps both at 0.6), birth frames
+    (1 is the oldest) and a footprint's values."""
     rng = np.random.default_rng(1)
     cur = _curator()
     base = rng.random(200)
@@ -103,8 +106,11 @@ def test_check_merges_an_overlapping_correlated_pair_into_the_older():
         c = np.array([base[t], 0.5 * base[t] + 0.01 * rng.random(), rng.random()])
         cur.observe(t, c, np.zeros(3))
     gram = np.array([[1.0, 0.6, 0.6], [0.6, 1.0, 0.0], [0.6, 0.0, 1.0]])
-    born = np.array([10, 0, 0])
-    values = np.ones(120)
+    return cur, gram, np.array([10, 0, 0]), np.ones(120)
+
+
+def test_check_merges_an_overlapping_correlated_pair_into_the_older():
+    cur, gram, born, values = _correlated_pair()
     action = cur.check(0, 200, gram, np.array([0, 1, 2]), born, values)
     assert (action.kind, action.keep, action.gone) == ("merge", 1, 0)  # 1 is older
     # same overlap, uncorrelated traces: no merge; too little overlap: no merge
@@ -116,14 +122,8 @@ def test_check_merges_an_overlapping_correlated_pair_into_the_older():
 def test_check_does_not_merge_correlated_neighbours_whose_centres_are_far_apart():
     """The pair of the test above, with centres given: 1.5 radii apart (two
     blurred neighbours, as in 1p) is not merged and is counted; 0.5 radii apart is."""
-    rng = np.random.default_rng(1)
-    cur = _curator()
-    base = rng.random(200)
-    for t in range(200):
-        c = np.array([base[t], 0.5 * base[t] + 0.01 * rng.random(), rng.random()])
-        cur.observe(t, c, np.zeros(3))
-    gram = np.array([[1.0, 0.6, 0.6], [0.6, 1.0, 0.0], [0.6, 0.0, 1.0]])
-    born, values, r = np.array([10, 0, 0]), np.ones(120), cur.config.radius_px
+    cur, gram, born, values = _correlated_pair()
+    r = cur.config.radius_px
     assert cur.config.merge_max_distance == 1.25
     far = {0: (20.0, 20.0), 1: (20.0, 20.0 + 1.5 * r), 2: (0.0, 0.0)}
     assert cur.check(0, 200, gram, np.array([0, 1, 2]), born, values, None, far.get) is None
