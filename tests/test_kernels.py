@@ -167,3 +167,14 @@ def test_temporal_median_in_row_blocks_equals_numpy():
 
     Y = np.random.default_rng(9).normal(size=(31, 45, 20)).astype(np.float32)
     np.testing.assert_allclose(temporal_median(Y, rows=7), np.median(Y, axis=0), rtol=1e-6)
+    U = np.random.default_rng(10).integers(0, 4000, size=(30, 45, 20)).astype(np.uint16)
+    np.testing.assert_array_equal(temporal_median(U, rows=7),  # even T: mean of the middle two
+                                  np.median(U, axis=0).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+def test_noise_std_in_row_blocks_equals_its_formula(dtype):
+    Y = np.random.default_rng(11).integers(0, 4000, size=(40, 37, 23)).astype(dtype)
+    d = np.abs(np.diff(Y.astype(np.float32), axis=0))
+    want = np.maximum(np.median(d, axis=0) / (0.6745 * np.sqrt(2)), 1e-6)
+    np.testing.assert_allclose(noise_std(Y, rows=5), want, rtol=1e-4)
