@@ -156,6 +156,26 @@ def test_stronger_first_ridge_keeps_more_of_the_active_cells(one_photon_window):
     assert kept[0.1].mean() > kept[0.01].mean() + 0.05
 
 
+def test_nonneg_traces_on_the_footprints_support_equal_the_dense_solution():
+    """The first pass's traces are solved on the pixels the footprints cover only;
+    the same as the least-squares solution over the whole frame."""
+    from rtcal.detect.seed import _nonneg_traces
+
+    rng = np.random.default_rng(7)
+    T, H, W = 40, 24, 30
+    A = np.zeros((3, H, W), np.float32)
+    A[0, 2:8, 3:9], A[1, 6:12, 6:14], A[2, 15:20, 20:27] = 1.0, 0.5, 2.0
+    Y = (100 + rng.normal(size=(T, H, W)) + np.einsum("kt,khw->thw",
+         rng.random((3, T)) * 10, A)).astype(np.float32)
+    flat = A.reshape(3, -1).astype(np.float64)
+    b = flat @ np.median(Y.reshape(T, -1), axis=0)
+    G = flat @ flat.T
+    G[np.diag_indices_from(G)] += 1e-6 * np.trace(G) / 3
+    want = np.maximum(np.linalg.solve(G, flat @ Y.reshape(T, -1).T - b[:, None]), 0)
+    np.testing.assert_allclose(_nonneg_traces(A, Y), want, rtol=1e-4, atol=1e-3)
+    assert _nonneg_traces(A[:0], Y).shape == (0, T)
+
+
 def test_ring_fit_without_cells_and_residual():
     rng = np.random.default_rng(1)
     Y = rng.normal(100.0, 1.0, (30, 48, 48)).astype(np.float32)

@@ -280,9 +280,11 @@ def _nonneg_traces(footprints: np.ndarray, frames: np.ndarray) -> np.ndarray:
     K, T = footprints.shape[0], frames.shape[0]
     if K == 0:
         return np.zeros((0, T), np.float32)
-    A = footprints.reshape(K, -1).astype(np.float64)
-    Y = frames.reshape(T, -1)
-    AY = (Y @ A.T).T - (A @ temporal_median(frames).reshape(-1))[:, None]  # (K, T)
+    flat = footprints.reshape(K, -1)
+    support = np.flatnonzero(flat.any(axis=0))  # only these pixels enter the fit
+    A = flat[:, support].astype(np.float64)
+    Y = np.ascontiguousarray(frames.reshape(T, -1)[:, support].T)  # (p, T), time last
+    AY = A @ Y - (A @ np.median(Y, axis=1))[:, None]  # (K, T)
     G = A @ A.T
     G[np.diag_indices_from(G)] += 1e-6 * np.trace(G) / K
     return np.maximum(np.linalg.solve(G, AY), 0.0).astype(np.float32)
