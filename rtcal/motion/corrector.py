@@ -161,8 +161,12 @@ class MotionCorrector:
         template = np.empty(frames.shape[1:], np.float32)
         with warnings.catch_warnings():  # a pixel NaN in every frame stays NaN here ...
             warnings.simplefilter("ignore", RuntimeWarning)
-            for r0 in range(0, frames.shape[1], 32):  # row blocks: nanmedian copies its input
-                template[r0 : r0 + 32] = np.nanmedian(frames[:, r0 : r0 + 32], axis=0)
+            for r0 in range(0, frames.shape[1], 32):  # row blocks: the median copies its input
+                # time last and contiguous; nanmedian (a masked sort, ~10x slower)
+                # only where a block holds a NaN
+                block = np.ascontiguousarray(frames[:, r0 : r0 + 32].transpose(1, 2, 0))
+                median = np.nanmedian if np.isnan(block).any() else np.median
+                template[r0 : r0 + 32] = median(block, axis=-1)
             fill = np.nanmean(template) if np.isfinite(template).any() else 0.0
         template = np.where(np.isfinite(template), template, np.float32(fill))  # ... until now
         for _ in range(2):
