@@ -247,6 +247,23 @@ def test_filtered_buffer_holds_the_reference_filter_of_the_smoothed_frames():
         ResidualBuffer(8, 16, 20, decay=1.0)
 
 
+@pytest.mark.parametrize("decay", [0.0, 0.9])
+def test_filtered_noise_equals_its_formula_along_the_first_axis(decay):
+    """The medians run along a time-last copy; the plain formula, on (T, h, w)."""
+    from scipy import ndimage
+
+    small = np.random.default_rng(5).normal(size=(80, 9, 11)).astype(np.float32)
+    sigma = np.maximum(np.median(np.abs(np.diff(small, axis=0)), axis=0)
+                       / (0.6745 * np.sqrt(2)), 1e-6)
+    want = sigma
+    if decay:
+        f = filter_small(small, decay)[min(int(np.ceil(3.0 / (1.0 - decay))), 40):]
+        spread = 1.4826 * np.median(np.abs(f - np.median(f, axis=0)), axis=0)
+        white = sigma / np.sqrt(1.0 - decay**2)
+        want = white * np.maximum(ndimage.gaussian_filter(spread / white, 8.0, mode="nearest"), 1)
+    np.testing.assert_allclose(filtered_noise(small, decay), want, rtol=1e-5)
+
+
 def test_filtered_noise_follows_white_noise_and_grows_with_slow_noise():
     rng = np.random.default_rng(4)
     decay = search_decay(0.5, 30.0)
