@@ -53,14 +53,14 @@ def noise_std(Y: np.ndarray, *, rows: int = 32) -> np.ndarray:
         raise ValueError(f"noise_std needs at least 2 frames, got {Y.shape[0]}")
     out = np.empty(Y.shape[1:], np.float32)
     for r0 in range(0, Y.shape[1], rows):  # row blocks keep the temporaries small
-        block = _time_last(Y[:, r0 : r0 + rows]).astype(np.float32, copy=False)
+        block = time_last(Y[:, r0 : r0 + rows]).astype(np.float32, copy=False)
         diff = np.abs(np.diff(block, axis=-1))
         out[r0 : r0 + rows] = np.median(diff, axis=-1) * _MAD_DIFF_TO_SIGMA
     return np.maximum(out, 1e-6)
 
 
-def _time_last(block: np.ndarray) -> np.ndarray:
-    """(T, rows, W) -> a contiguous (rows, W, T) copy. Medians along the last,
+def time_last(block: np.ndarray) -> np.ndarray:
+    """(T, H, W) -> a contiguous (H, W, T) copy, for statistics over time. Medians along the last,
     contiguous axis partition 1.8x faster than along the first (measured at
     300 x 512 x 512: 1.04 s against 1.87 s), with the same result."""
     return np.ascontiguousarray(block.transpose(1, 2, 0))
@@ -117,7 +117,7 @@ def temporal_median(Y: np.ndarray, *, rows: int = 32) -> np.ndarray:
     (np.median copies its input; this keeps the copy to T x rows x W)."""
     out = np.empty(Y.shape[1:], np.float32)
     for r0 in range(0, Y.shape[1], rows):
-        out[r0 : r0 + rows] = np.median(_time_last(Y[:, r0 : r0 + rows]), axis=-1)
+        out[r0 : r0 + rows] = np.median(time_last(Y[:, r0 : r0 + rows]), axis=-1)
     return out
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rtcal.buffer.summary import time_last
 from rtcal.errors import RtcalError
 from rtcal.motion.bandpass import spectrum_and_power
 from rtcal.motion.config import MotionConfig, MotionConfigError
@@ -164,7 +165,7 @@ class MotionCorrector:
             for r0 in range(0, frames.shape[1], 32):  # row blocks: the median copies its input
                 # time last and contiguous; nanmedian (a masked sort, ~10x slower)
                 # only where a block holds a NaN
-                block = np.ascontiguousarray(frames[:, r0 : r0 + 32].transpose(1, 2, 0))
+                block = time_last(frames[:, r0 : r0 + 32])
                 median = np.nanmedian if np.isnan(block).any() else np.median
                 template[r0 : r0 + 32] = median(block, axis=-1)
             fill = np.nanmean(template) if np.isfinite(template).any() else 0.0
