@@ -12,6 +12,7 @@ from rtcal.detect.seed import (
     SeedConfigError,
     SeedDetector,
     footprint_with_background,
+    footprint_with_background_fast,
     rank1_footprint,
     thresholded_correlation,
 )
@@ -86,8 +87,30 @@ def test_local_background_keeps_the_footprint_on_the_cell():
 
 def test_local_background_on_a_flat_patch_is_empty_not_nan():
     P = np.ones((50, 15, 15), np.float32)
-    out = footprint_with_background(P, (7, 7))
-    assert out.shape == (15, 15) and np.all(out == 0)
+    for fit in (footprint_with_background, footprint_with_background_fast):
+        out = fit(P, (7, 7))
+        assert out.shape == (15, 15) and np.all(out == 0)
+
+
+@pytest.mark.parametrize("case", ["cell", "strong background", "edge", "odd", "noise"])
+def test_fast_local_background_fit_equals_the_reference(case):
+    """The fast fit (one matrix-vector product for the correlations, medians by
+    sorting, 3 x 3 normal equations) gives the reference's footprint: with and
+    without the background regressor (too few decorrelated pixels), at a patch's
+    edge, with an odd and an even number of background pixels."""
+    if case == "noise":
+        P = np.random.default_rng(3).normal(size=(60, 31, 31)).astype(np.float32)
+        centre = (15, 15)
+    else:
+        P, _ = _cell_and_background(1, background_ratio=4.0 if case == "strong background"
+                                    else 0.5, T=120)
+        if case == "odd":
+            P = P[:, :, :40]
+        centre = (0, 20) if case == "edge" else (20, 20)
+    want = footprint_with_background(P, centre)
+    got = footprint_with_background_fast(P, centre)
+    assert want.max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * want.max())
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -162,11 +162,12 @@ def test_a_sustained_drift_adds_no_components_at_the_edge():
     assert min(s.invented_border[1] for s in steps[320:]) == 3
     keep = A.reshape(len(A), -1).max(axis=1) > 0
     added_near_edge = {}
-    # The search as it was before the matched filter, the transient-mean space test
-    # and the 0.75 area floor: with those defaults the artefact showed on this movie;
-    # with today's defaults the search adds nothing here at all, border or not.
+    # The search as it was before the matched filter, the transient-mean space test,
+    # the 0.75 area floor and the local background fit: with those defaults the
+    # artefact showed on this movie; with today's defaults the search adds nothing
+    # here at all, border or not.
     loose = OnlineNMFConfig(radius_px=6.0, search_tau_s=0.0, new_min_space_corr=0.75,
-                            soma_min_area_frac=0.5)
+                            soma_min_area_frac=0.5, new_local_background=False)
     for use_border in (False, True):
         nmf = OnlineNMF(loose, cfg.fps_hz, A[keep],
                         np.stack([s.corrected for s in steps[:300]]))

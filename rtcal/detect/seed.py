@@ -244,7 +244,7 @@ class SeedDetector:
             )
             centre = (seed.row - box[0].start, seed.col - box[1].start)
             if seed.active and c.local_background:
-                patch = footprint_with_background(D[:, box[0], box[1]], centre)
+                patch = footprint_with_background_fast(D[:, box[0], box[1]], centre)
             elif seed.active:
                 patch = rank1_footprint(D[:, box[0], box[1]], centre)
             else:
@@ -356,6 +356,46 @@ def footprint_with_background(P: np.ndarray, centre: tuple[int, int]) -> np.ndar
     columns.append(np.ones(T))
     X = np.stack(columns, axis=1)
     coef = np.linalg.lstsq(X, flat, rcond=None)[0]
+    return np.maximum(coef[0], 0.0).reshape(h, w).astype(np.float32)
+
+
+def footprint_with_background_fast(P: np.ndarray, centre: tuple[int, int]) -> np.ndarray:
+    """:func:`footprint_with_background` with the same result (tested), ~6x faster
+    on a (60, 31, 31) patch (the online search's extraction, where it runs within
+    one frame): the correlations from one matrix-vector product and the column
+    sums of squares, the background's per-frame median by sorting (NumPy's
+    ``median`` partitions each row, ~5x slower on these shapes), and the least
+    squares by its 3 x 3 normal equations."""
+    T, h, w = P.shape
+    flat = P.reshape(T, h * w)
+    y, x = centre
+    c = P[:, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean(axis=(1, 2)).astype(np.float64)
+    cz = c - c.mean()
+    norm = float(np.sqrt(cz @ cz))
+    if norm <= 0:
+        return np.zeros((h, w), np.float32)
+    flat64 = flat.astype(np.float64)
+    mean = flat64.mean(axis=0)
+    # sum_t (y_t - mean)^2 = sum_t y_t^2 - T mean^2; cz sums to 0, so cz . (y - mean) = cz . y
+    spread = np.sqrt(np.maximum(np.einsum("tp,tp->p", flat64, flat64) - T * mean * mean, 0.0))
+    corr = (cz @ flat64) / (norm * np.maximum(spread, 1e-12))
+    columns = [c - np.median(c)]
+    background = np.flatnonzero(corr < BACKGROUND_MAX_CORR)
+    if background.size >= BACKGROUND_MIN_FRACTION * h * w:
+        ranked = np.sort(np.take(flat, background, axis=1), axis=1)
+        n = background.size
+        b = ranked[:, n // 2].astype(np.float64)
+        if n % 2 == 0:
+            b = 0.5 * (ranked[:, n // 2 - 1].astype(np.float64) + b)
+        columns.append(b - b.mean())
+    columns.append(np.ones(T))
+    X = np.stack(columns, axis=1)
+    gram = X.T @ X
+    rhs = X.T @ flat64
+    try:
+        coef = np.linalg.solve(gram, rhs)
+    except np.linalg.LinAlgError:  # a degenerate background column: as lstsq would
+        coef = np.linalg.lstsq(X, flat64, rcond=None)[0]
     return np.maximum(coef[0], 0.0).reshape(h, w).astype(np.float32)
 
 

@@ -119,7 +119,7 @@ def pipeline_config(
         # before the seed detector's second ring pass took the first's traces out).
         nmf = OnlineNMFConfig(
             radius_px=radius_px, background="ring", refine_per_frame=0, new_min_pnr=14.0,
-            merge_min_overlap=0.2, new_min_space_corr=0.8,
+            merge_min_overlap=0.2, new_min_space_corr=0.8, new_local_background=False,
         )
         # The seeds on the ring residual (rtcal.detect.seed): peak-to-noise 10, the
         # value CNMF-E's 1p examples use (at 5, 13 of 35 init proposals on the

@@ -21,7 +21,12 @@ import numpy as np
 from scipy import ndimage
 
 from rtcal.buffer.summary import time_last
-from rtcal.detect.seed import clean_footprint, rank1_footprint
+from rtcal.detect.seed import (
+    clean_footprint,
+    footprint_with_background,
+    footprint_with_background_fast,
+    rank1_footprint,
+)
 from rtcal.detect.soma import SomaGate
 
 
@@ -374,8 +379,10 @@ class SearchRound:
         gate: SomaGate | None = None,
         rejected: RejectedPeaks | None = None,
         max_tries: int | None = None,
+        local_background: bool = False,
     ) -> None:
         self.radius_px, self.min_pnr, self.min_space_corr = radius_px, min_pnr, min_space_corr
+        self.local_background = bool(local_background)
         self.max_new = max_new
         self.max_tries = 4 * max_new if max_tries is None else int(max_tries)
         self.gate = gate if gate is not None else SomaGate(radius_px)
@@ -438,7 +445,7 @@ class SearchRound:
             )
             patch, trace = _extract(
                 buffer.patch(box), (y - box[0].start, x - box[1].start), self.radius_px,
-                self.min_space_corr, self.gate,
+                self.min_space_corr, self.gate, self.local_background,
             )
             if trace is None:
                 if self.rejected is not None:
@@ -470,6 +477,7 @@ def find_candidates(
     gate: SomaGate | None = None,
     rejected: RejectedPeaks | None = None,
     now: int = 0,
+    local_background: bool = False,
 ) -> list[Candidate]:
     """Cell-sized transients in the residual buffer that no component covers: a
     whole :class:`SearchRound` at once.
@@ -478,12 +486,13 @@ def find_candidates(
     residual; covered: bool (H, W), pixels already inside a footprint's core;
     gate: the shape a candidate's footprint must have (default: a SomaGate of
     radius_px); rejected: memory of recent rejections (skipped peaks; every
-    rejection here is recorded in it at frame ``now``). At most 4 x max_new
-    peaks are extracted. Returns at most max_new candidates, strongest first.
+    rejection here is recorded in it at frame ``now``); local_background: as
+    :func:`_extract`. At most 4 x max_new peaks are extracted. Returns at most
+    max_new candidates, strongest first.
     """
     search = SearchRound(
         radius_px=radius_px, min_pnr=min_pnr, min_space_corr=min_space_corr,
-        max_new=max_new, gate=gate, rejected=rejected,
+        max_new=max_new, gate=gate, rejected=rejected, local_background=local_background,
     )
     search.start(buffer, noise_small, covered, now)
     out = []
@@ -510,12 +519,13 @@ def transient_frames(trace: np.ndarray, level: float = 0.5) -> slice:
 
 def _extract_reference(
     local: np.ndarray, centre: tuple[int, int], radius_px: float, min_space_corr: float,
-    gate: SomaGate,
+    gate: SomaGate, local_background: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Plain version of :func:`_extract`: the whole patch smoothed first."""
     smooth = ndimage.gaussian_filter(local, (0, 0.25 * radius_px, 0.25 * radius_px),
                                      mode="constant")
-    patch = clean_footprint(rank1_footprint(smooth, centre), centre)
+    fit = footprint_with_background if local_background else rank1_footprint
+    patch = clean_footprint(fit(smooth, centre), centre)
     if patch is None:
         return None, None
     if gate.why_not_patch(patch) is not None:
@@ -541,7 +551,7 @@ def _smoothing_matrix(n: int, sigma: float) -> np.ndarray:
 
 def _extract(
     local: np.ndarray, centre: tuple[int, int], radius_px: float, min_space_corr: float,
-    gate: SomaGate,
+    gate: SomaGate, local_background: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """One candidate from its raw residual patch (L, h, w): (footprint (h, w), trace
     (L,)) if accepted; (footprint, None) if its shape or space correlation fails;
@@ -558,10 +568,23 @@ def _extract(
     The space correlation is that of the footprint with the mean frame of the
     candidate's largest transient (:func:`transient_frames`), not with its
     single brightest frame: a weak cell found by the filtered search has a
-    transient that no one frame shows above the noise."""
+    transient that no one frame shows above the noise.
+
+    local_background: the footprint is fitted with the patch's background trace
+    as a second regressor (:func:`rtcal.detect.seed.footprint_with_background`,
+    CNMF-E's ``extract_ac``) instead of by rank-1 factorisation. The residual of
+    2p data keeps the neuropil's local fluctuation, which the low-rank background
+    cannot follow and which rises with the population's activity, so a very active
+    cell correlates with its whole patch: rank-1 footprints of such cells came out
+    2-4x their cell's area (a skirt at 0.2-0.35 of the maximum; development 2p
+    movies). That fit needs every pixel's smoothed trace, so here the patch is
+    smoothed frame by frame (two small matrix products per frame)."""
     L, h, w = local.shape
     sy = _smoothing_matrix(h, 0.25 * radius_px)
     sx = _smoothing_matrix(w, 0.25 * radius_px)
+    if local_background:
+        return _extract_with_background(
+            sy @ np.asarray(local, np.float32) @ sx, centre, min_space_corr, gate)
 
     def smooth(image: np.ndarray) -> np.ndarray:
         return sy @ image @ sx
@@ -591,6 +614,24 @@ def _extract(
     trace = np.maximum(flat @ smooth(patch).reshape(-1), 0.0) / float(a @ a)
     mean_frame = smooth(flat[transient_frames(trace)].mean(axis=0).reshape(h, w))
     r = np.corrcoef(mean_frame.reshape(-1), a)[0, 1]
+    if not np.isfinite(r) or r < min_space_corr:
+        return patch, None
+    return patch, trace.astype(np.float32)
+
+
+def _extract_with_background(
+    smooth: np.ndarray, centre: tuple[int, int], min_space_corr: float, gate: SomaGate,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`_extract` with ``local_background``, on the smoothed patch (L, h, w)."""
+    patch = clean_footprint(footprint_with_background_fast(smooth, centre), centre)
+    if patch is None:
+        return None, None
+    if gate.why_not_patch(patch) is not None:
+        return patch, None
+    flat = smooth.reshape(smooth.shape[0], -1)
+    a = patch.reshape(-1)
+    trace = np.maximum(flat @ a, 0.0) / float(a @ a)
+    r = np.corrcoef(flat[transient_frames(trace)].mean(axis=0), a)[0, 1]
     if not np.isfinite(r) or r < min_space_corr:
         return patch, None
     return patch, trace.astype(np.float32)
