@@ -325,6 +325,15 @@ def rank1_footprint(P: np.ndarray, centre: tuple[int, int], n_iter: int = 10) ->
     return a.reshape(h, w)
 
 
+def _centre_trace(P: np.ndarray, centre: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """The seed's trace c (the mean of the 3x3 pixels at ``centre`` of P (T, h, w)),
+    float64, c - mean(c) and its norm."""
+    y, x = centre
+    c = P[:, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean(axis=(1, 2)).astype(np.float64)
+    cz = c - c.mean()
+    return c, cz, float(np.sqrt(cz @ cz))
+
+
 def footprint_with_background(P: np.ndarray, centre: tuple[int, int]) -> np.ndarray:
     """Footprint of the seed at ``centre`` in a local patch P (T, h, w), with the
     patch's background as a nuisance regressor (after CNMF-E's ``extract_ac``,
@@ -339,10 +348,7 @@ def footprint_with_background(P: np.ndarray, centre: tuple[int, int]) -> np.ndar
     """
     T, h, w = P.shape
     flat = P.reshape(T, h * w).astype(np.float64)
-    y, x = centre
-    c = P[:, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean(axis=(1, 2)).astype(np.float64)
-    cz = c - c.mean()
-    norm = float(np.sqrt(cz @ cz))
+    c, cz, norm = _centre_trace(P, centre)
     if norm <= 0:
         return np.zeros((h, w), np.float32)
     z = flat - flat.mean(axis=0)
@@ -368,10 +374,7 @@ def footprint_with_background_fast(P: np.ndarray, centre: tuple[int, int]) -> np
     squares by its 3 x 3 normal equations."""
     T, h, w = P.shape
     flat = P.reshape(T, h * w)
-    y, x = centre
-    c = P[:, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean(axis=(1, 2)).astype(np.float64)
-    cz = c - c.mean()
-    norm = float(np.sqrt(cz @ cz))
+    c, cz, norm = _centre_trace(P, centre)
     if norm <= 0:
         return np.zeros((h, w), np.float32)
     flat64 = flat.astype(np.float64)

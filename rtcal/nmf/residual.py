@@ -525,18 +525,7 @@ def _extract_reference(
     smooth = ndimage.gaussian_filter(local, (0, 0.25 * radius_px, 0.25 * radius_px),
                                      mode="constant")
     fit = footprint_with_background if local_background else rank1_footprint
-    patch = clean_footprint(fit(smooth, centre), centre)
-    if patch is None:
-        return None, None
-    if gate.why_not_patch(patch) is not None:
-        return patch, None
-    flat = smooth.reshape(smooth.shape[0], -1)
-    a = patch.reshape(-1)
-    trace = np.maximum(flat @ a, 0.0) / float(a @ a)
-    r = np.corrcoef(flat[transient_frames(trace)].mean(axis=0), a)[0, 1]
-    if not np.isfinite(r) or r < min_space_corr:
-        return patch, None
-    return patch, trace.astype(np.float32)
+    return _fit_smoothed(smooth, centre, min_space_corr, gate, fit)
 
 
 @lru_cache(maxsize=32)
@@ -583,8 +572,8 @@ def _extract(
     sy = _smoothing_matrix(h, 0.25 * radius_px)
     sx = _smoothing_matrix(w, 0.25 * radius_px)
     if local_background:
-        return _extract_with_background(
-            sy @ np.asarray(local, np.float32) @ sx, centre, min_space_corr, gate)
+        return _fit_smoothed(sy @ np.asarray(local, np.float32) @ sx, centre, min_space_corr,
+                             gate, footprint_with_background_fast)
 
     def smooth(image: np.ndarray) -> np.ndarray:
         return sy @ image @ sx
@@ -619,11 +608,13 @@ def _extract(
     return patch, trace.astype(np.float32)
 
 
-def _extract_with_background(
+def _fit_smoothed(
     smooth: np.ndarray, centre: tuple[int, int], min_space_corr: float, gate: SomaGate,
+    fit: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """:func:`_extract` with ``local_background``, on the smoothed patch (L, h, w)."""
-    patch = clean_footprint(footprint_with_background_fast(smooth, centre), centre)
+    """Footprint ``fit(smooth, centre)`` on the smoothed patch (L, h, w), cleaned,
+    then the soma gate and the space-correlation test, as :func:`_extract` returns."""
+    patch = clean_footprint(fit(smooth, centre), centre)
     if patch is None:
         return None, None
     if gate.why_not_patch(patch) is not None:
