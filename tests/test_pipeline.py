@@ -44,11 +44,12 @@ def test_run_writes_results_that_score_and_track_motion(movie, tmp_path):
         assert np.isfinite(r.traces[k, r.born_frame[k]:]).all()
     report = evaluate(r, truth_from_arrays(truth["footprints"], calcium=calcium))
     # Measured when written: 8 of 25 found, precision 0.40, median trace corr 0.87.
-    # Far from the targets (issue 3); these bounds catch a broken pipeline, and
-    # should be raised as the online core improves.
-    assert report.main.n_tp >= 6
-    assert report.main.precision >= 0.3
-    assert report.median_trace_corr > 0.8
+    # On 2026-11-25: 10 of 25 (F1 0.57, P 1.0), trace corr 0.943 (the same movie with
+    # seeds 12 and 13: F1 0.61, P 1.0, corr 0.99 / 0.97). Most of the 25 cells fire
+    # rarely in 900 frames: recall is the online core's known gap (issue 3).
+    assert report.main.f1 >= 0.5, report.main
+    assert report.main.precision >= 0.8, report.main
+    assert report.median_trace_corr >= 0.9
 
 
 def test_one_photon_run_scores(tmp_path):
