@@ -92,6 +92,23 @@ def test_local_background_on_a_flat_patch_is_empty_not_nan():
         assert out.shape == (15, 15) and np.all(out == 0)
 
 
+def test_fast_local_background_fit_with_a_cleared_border_equals_the_reference(monkeypatch):
+    """The residual's border rows and columns are zeroed where registration invented
+    them; when they are most of a patch's background pixels, the background trace
+    (their median) is 0 in every frame, the normal equations are singular, and the
+    fast fit falls back to least squares, as the reference solves it."""
+    P, _ = _cell_and_background(1, background_ratio=0.5, T=120)
+    P[:, :, 28:] = 0  # 13 of 41 columns cleared
+    want = footprint_with_background(P, (20, 20))
+    solved = []
+    lstsq = np.linalg.lstsq
+    monkeypatch.setattr(np.linalg, "lstsq", lambda *a, **k: solved.append(1) or lstsq(*a, **k))
+    got = footprint_with_background_fast(P, (20, 20))
+    assert solved, "the singular case did not reach the fallback"
+    assert want.max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * want.max())
+
+
 @pytest.mark.parametrize("case", ["cell", "strong background", "edge", "odd", "noise"])
 def test_fast_local_background_fit_equals_the_reference(case):
     """The fast fit (one matrix-vector product for the correlations, medians by
