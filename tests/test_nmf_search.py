@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from rtcal.detect.soma import SomaGate
+from rtcal.engine.pipeline import pipeline_config
 from rtcal.nmf.footprints import FootprintSet, support_of
 from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
 from rtcal.nmf.residual import (
     RejectedPeaks,
     ResidualBuffer,
     SearchRound,
+    SpaceTest,
+    _extract,
+    _extract_reference,
     bin_and_smooth_reference,
     covered_core,
     covered_core_reference,
@@ -323,3 +328,79 @@ def test_matched_filter_finds_cells_single_frames_rarely_show():
                     hits[d] += 1
     assert hits[0.0] <= 5
     assert hits[decay] >= 10
+
+
+def test_space_test_lets_a_whole_cell_pass_at_the_lower_correlation():
+    test = SpaceTest(0.875, large_area_px=100, large_min_corr=0.75)
+    big, small = np.zeros((20, 20), np.float32), np.zeros((20, 20), np.float32)
+    big[:10, :10] = 1.0  # 100 px >= 0.2
+    big[10, 0] = 0.19  # below the mask's level: not counted
+    small[:9, :11] = 1.0  # 99 px
+    assert test.passes(0.9, small) and test.passes(0.875, small)
+    assert test.passes(0.8, big) and test.passes(0.75, big)
+    assert not test.passes(0.8, small)
+    assert not test.passes(0.74, big)
+    assert not test.passes(float("nan"), big)
+    assert SpaceTest.of(0.9) == SpaceTest(0.9)  # a plain threshold: no large rule
+    assert not SpaceTest.of(0.9).passes(0.89, np.ones((50, 50), np.float32))
+    assert SpaceTest.of(test) is test
+
+
+def _bisect_space_corr(extract):
+    """The space correlation r of an accepted extraction, found from outside:
+    extract(threshold) accepts exactly when r >= threshold."""
+    lo, hi = -1.0, 1.0
+    assert extract(lo)[1] is not None
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if extract(mid)[1] is not None else (lo, mid)
+    return lo
+
+
+@pytest.mark.parametrize("local_background", [False, True])
+@pytest.mark.parametrize("reference", [False, True])
+def test_extraction_applies_the_large_footprint_rule_at_its_space_correlation(
+    local_background, reference
+):
+    """A cell (a transient of 1.2 noise sigmas per pixel; r 0.93-0.95, 198-204 px):
+    the extraction (fast and reference, rank-1 and background fit) accepts it
+    under the large rule, its correlation between the rule's threshold and the
+    plain one, only when its footprint covers the rule's area."""
+    rng = np.random.default_rng(7)
+    L, h, w = 40, 31, 31
+    yy, xx = np.mgrid[:h, :w]
+    cell = np.exp(-((yy - 15) ** 2 + (xx - 15) ** 2) / (2 * 4.0**2))
+    trace = np.zeros(L)
+    trace[20:] = 1.2 * np.exp(-np.arange(L - 20) / 8.0)
+    local = (trace[:, None, None] * cell + rng.normal(0, 1, (L, h, w))).astype(np.float32)
+    gate = SomaGate(6.0, min_area_frac=0.5)
+    run = _extract_reference if reference else _extract
+
+    def extract(space):
+        return run(local, (15, 15), 6.0, space, gate, local_background)
+
+    r = _bisect_space_corr(extract)
+    patch, _ = extract(-1.0)
+    area = int((patch >= 0.2).sum())
+    assert 0.3 < r < 0.99 and area > 50
+    assert extract(SpaceTest(r + 0.01, area, r - 0.01))[1] is not None
+    assert extract(SpaceTest(r + 0.01, area + 1, r - 0.01))[1] is None
+    assert extract(SpaceTest(r + 0.01, area, r + 0.005))[1] is None
+    np.testing.assert_array_equal(extract(SpaceTest(r + 0.01, area, r - 0.01))[0], patch)
+
+
+def test_online_search_takes_its_space_test_from_the_config():
+    """By default (2p and 1p) no large-footprint rule; set, a whole cell's area
+    (new_large_area_frac x pi r^2) passes at new_large_min_space_corr."""
+    H = W = 32
+    init = (np.random.default_rng(0).normal(0, 1, (20, H, W)) + 10).astype(np.float32)
+    config = pipeline_config(30.0, 5.0, mode="2p").nmf
+    none = np.zeros((0, H, W), np.float32)
+    assert OnlineNMF(config, 30.0, none, init).search.space == SpaceTest(0.875, np.inf, 0.75)
+    assert pipeline_config(20.0, 9.0, mode="1p").nmf.new_large_area_frac == np.inf
+    rule = OnlineNMFConfig(radius_px=5.0, new_large_area_frac=1.1, new_large_min_space_corr=0.7)
+    space = OnlineNMF(rule, 30.0, none, init).search.space
+    assert space == SpaceTest(0.875, 1.1 * np.pi * 25.0, 0.7)
+    big = np.zeros((H, W), np.float32)
+    big[:10, :10] = 1.0  # 100 px: over 1.1 pi 25 = 86
+    assert space.passes(0.72, big) and not space.passes(0.72, big[:8, :8])
