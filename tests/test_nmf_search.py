@@ -11,12 +11,14 @@ from rtcal.engine.pipeline import pipeline_config
 from rtcal.nmf.footprints import FootprintSet, support_of
 from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
 from rtcal.nmf.residual import (
+    Extraction,
     RejectedPeaks,
     ResidualBuffer,
     SearchRound,
     SpaceTest,
     _extract,
     _extract_reference,
+    _extract_scored,
     bin_and_smooth_reference,
     covered_core,
     covered_core_reference,
@@ -122,8 +124,8 @@ def test_search_remembers_a_rejection_and_does_not_extract_it_again(monkeypatch)
     rng = np.random.default_rng(3)
     buffer, noise = _neurite_and_cell_buffer(rng)
     calls = []
-    extract = residual._extract
-    monkeypatch.setattr(residual, "_extract", lambda *a: calls.append(1) or extract(*a))
+    extract = residual._extract_scored
+    monkeypatch.setattr(residual, "_extract_scored", lambda *a: calls.append(1) or extract(*a))
     kwargs = dict(radius_px=6.0, min_pnr=5.0, min_space_corr=0.5, max_new=1)
     covered = np.zeros((64, 64), bool)
     # without a memory the rod's maxima take the extraction slots and the cell is missed
@@ -380,6 +382,9 @@ def test_extraction_applies_the_large_footprint_rule_at_its_space_correlation(
         return run(local, (15, 15), 6.0, space, gate, local_background)
 
     r = _bisect_space_corr(extract)
+    if not reference:  # the correlation the scored extraction reports is the one it tests
+        scored = _extract_scored(local, (15, 15), 6.0, 0.9, gate, local_background)[2]
+        assert abs(scored - r) < 1e-6
     patch, _ = extract(-1.0)
     area = int((patch >= 0.2).sum())
     assert 0.3 < r < 0.99 and area > 50
@@ -404,3 +409,35 @@ def test_online_search_takes_its_space_test_from_the_config():
     big = np.zeros((H, W), np.float32)
     big[:10, :10] = 1.0  # 100 px: over 1.1 pi 25 = 86
     assert space.passes(0.72, big) and not space.passes(0.72, big[:8, :8])
+
+
+def test_search_observer_sees_every_extraction_with_its_verdict():
+    """The observer gets one record per extraction: the accepted one carries the
+    candidate's footprint and a space correlation at or over the threshold; the
+    refused ones their reason, with a correlation under it where the gate let
+    them through."""
+    rng = np.random.default_rng(3)
+    buffer, noise = _neurite_and_cell_buffer(rng)
+    search = SearchRound(radius_px=6.0, min_pnr=5.0, min_space_corr=0.5, max_new=1,
+                         rejected=RejectedPeaks((32, 32), lifetime=30))
+    seen: list[Extraction] = []
+    search.observer = seen.append
+    search.start(buffer, noise, np.zeros((64, 64), bool), 30)
+    found = []
+    while search.active:
+        c = search.next(buffer, 30)
+        if c is not None:
+            found.append(c)
+    assert len(found) == 1 and 2 <= len(seen) <= 3
+    assert [e.verdict for e in seen].count("accepted") == 1
+    for e in seen:
+        assert e.frame == 30 and e.footprint is not None
+        assert e.footprint.shape == (e.box[0].stop - e.box[0].start,
+                                     e.box[1].stop - e.box[1].start)
+        if e.verdict == "accepted":
+            np.testing.assert_array_equal(found[0].footprint[e.box], e.footprint)
+            assert e.space_corr >= 0.5 and e.score == found[0].score
+        elif e.verdict == "space correlation":
+            assert e.space_corr < 0.5
+        else:  # the soma gate's reason; the correlation was never computed
+            assert np.isnan(e.space_corr) and ("elongation" in e.verdict or "area" in e.verdict)

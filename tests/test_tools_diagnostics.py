@@ -76,3 +76,40 @@ def test_false_positives_names_each_kind(tmp_path):
     assert got == {3: (0, "duplicate"), 4: (5, "too small"), 5: (2, "too large"),
                    6: (got[6][0], "no cell")}
     assert "kinds: " in text
+
+
+def test_extractions_reports_every_search_extraction_and_tallies_them(tmp_path):
+    """tools/extractions.py on a small simulated movie: one row per extraction of
+    the residual search, the verdicts as the search gave them (accepted at r >=
+    0.875, refused below it, the soma gate's before r is computed), and the
+    summary's counts recomputed from those rows."""
+    cfg = make_config("2p", height=96, width=96, n_frames=500, n_neurons=12, seed=5)
+    write_simulation(tmp_path / "sim", cfg)
+    config = tmp_path / "c.toml"
+    config.write_text("init_frames = 100\n")
+    text = _run(str(TOOLS / "extractions.py"), str(tmp_path / "sim"), "--config",
+                str(config), "--rows")
+    n = int(text.splitlines()[0].split(":")[1].split()[0])
+    rows = [line.split("|")[1:-1] for line in text.splitlines()
+            if line.startswith("| sim |")]
+    assert n == len(rows) >= 5
+    verdict = [r[4].strip() for r in rows]
+    corr = np.array([float(r[5]) for r in rows])
+    iou = np.array([float(r[8]) for r in rows])
+    assert ((iou >= 0) & (iou <= 1)).all() and (iou >= 0.5).any()
+    for v, r in zip(verdict, corr, strict=True):
+        if v == "accepted":
+            assert r >= 0.875
+        elif v == "space correlation":
+            assert r < 0.875
+        else:
+            assert v.startswith(("area", "elongation", "nothing")) and np.isnan(r)
+    table = {line.split("|")[1].strip(): line.split("|")[2:4] for line in text.splitlines()
+             if line.startswith("| ") and line.count("|") == 4}
+    kinds = [v.split(" ")[0] if v.startswith(("area", "elongation")) else v for v in verdict]
+    for kind in set(kinds):
+        of_kind = np.array([k == kind for k in kinds])
+        assert int(table[kind][0]) == int((of_kind & (iou >= 0.5)).sum())
+        assert int(table[kind][1]) == int((of_kind & (iou < 0.3)).sum())
+    refused = (np.array(verdict) == "space correlation") & (iou >= 0.5)
+    assert f"true extractions refused for r < 0.875: {refused.sum()} of" in text

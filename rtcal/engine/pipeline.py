@@ -37,7 +37,7 @@ from rtcal.motion.device_corrector import DeviceMotionCorrector
 from rtcal.motion.fourier import fourier_shift
 from rtcal.nmf.device_step import DeviceNMF
 from rtcal.nmf.online import OnlineNMF, OnlineNMFConfig
-from rtcal.nmf.residual import covered_core
+from rtcal.nmf.residual import SearchRound, covered_core
 
 MIN_FRAMES_FOR_G = 200  # shorter traces give unreliable AR(1) estimates
 WARM_UP_FRAMES = 20  # frames of the window kept for the warm-up (Pipeline._warm_up)
@@ -191,6 +191,12 @@ class Pipeline:
     def n_held(self) -> int:
         """Good frames held for initialisation (0 once initialised)."""
         return len(self._held) if self._nmf is None else 0
+
+    @property
+    def search(self) -> SearchRound | None:
+        """The online NMF's residual search for new components (None before
+        initialisation): e.g. to set its ``observer`` for diagnostics."""
+        return None if self._nmf is None else self._nmf.search
 
     @property
     def footprints(self) -> np.ndarray:

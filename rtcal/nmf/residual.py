@@ -77,6 +77,26 @@ class Candidate:
     score: float
 
 
+@dataclass(frozen=True)
+class Extraction:
+    """What one extraction of the residual search found, for diagnostics
+    (``SearchRound.observer``; ``tools/extractions.py``): frame, the search's
+    frame count; row, col, the peak (full-resolution pixels); score, its
+    peak-to-noise; box, the patch extracted; footprint, float32 (h, w) on that
+    box (max 1), None if nothing was found at the peak; space_corr, its space
+    correlation (nan where the soma gate refused it first); verdict, "accepted",
+    the gate's reason, "space correlation" or "nothing at the peak"."""
+
+    frame: int
+    row: int
+    col: int
+    score: float
+    box: tuple[slice, slice]
+    footprint: np.ndarray | None
+    space_corr: float
+    verdict: str
+
+
 @numba.njit(cache=True)
 def bin_and_smooth(frame, tmp, out):  # pragma: no cover - compiled
     """2x2 block means of frame (H, W) into tmp (H//2, W//2), then a 3x3 box mean into out
@@ -425,6 +445,8 @@ class SearchRound:
         self.max_tries = 4 * max_new if max_tries is None else int(max_tries)
         self.gate = gate if gate is not None else SomaGate(radius_px)
         self.rejected = rejected
+        # called with an Extraction after every extraction (diagnostics; None: off)
+        self.observer: Callable[[Extraction], None] | None = None
         self._queue: list[tuple[int, int, float]] = []
         self._taken: np.ndarray | None = None
         self._accepted = self._attempts = 0
@@ -464,6 +486,16 @@ class SearchRound:
             return None
         return self.next(buffer, now) if self.active else None
 
+    def _record(self, now, y, x, score, box, patch, trace, r) -> Extraction:
+        if patch is None:
+            verdict = "nothing at the peak"
+        elif trace is not None:
+            verdict = "accepted"
+        else:
+            verdict = self.gate.why_not_patch(patch) or "space correlation"
+        return Extraction(int(now), int(y), int(x), float(score), box,
+                          None if patch is None else patch.copy(), float(r), verdict)
+
     def next(self, buffer, now: int) -> Candidate | None:
         """Extract the next peak still worth one (``buffer``: anything with
         ``patch(box)``); the accepted candidate, or None."""
@@ -481,10 +513,12 @@ class SearchRound:
                 slice(max(y - half, 0), min(y + half + 1, H)),
                 slice(max(x - half, 0), min(x + half + 1, W)),
             )
-            patch, trace = _extract(
+            patch, trace, r = _extract_scored(
                 buffer.patch(box), (y - box[0].start, x - box[1].start), self.radius_px,
                 self.space, self.gate, self.local_background,
             )
+            if self.observer is not None:
+                self.observer(self._record(now, y, x, score, box, patch, trace, r))
             if trace is None:
                 if self.rejected is not None:
                     region = None
@@ -564,7 +598,7 @@ def _extract_reference(
     smooth = ndimage.gaussian_filter(local, (0, 0.25 * radius_px, 0.25 * radius_px),
                                      mode="constant")
     fit = footprint_with_background if local_background else rank1_footprint
-    return _fit_smoothed(smooth, centre, min_space_corr, gate, fit)
+    return _fit_smoothed(smooth, centre, min_space_corr, gate, fit)[:2]
 
 
 @lru_cache(maxsize=32)
@@ -577,13 +611,14 @@ def _smoothing_matrix(n: int, sigma: float) -> np.ndarray:
     return m
 
 
-def _extract(
+def _extract_scored(
     local: np.ndarray, centre: tuple[int, int], radius_px: float,
     min_space_corr: float | SpaceTest, gate: SomaGate, local_background: bool = False,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
+) -> tuple[np.ndarray | None, np.ndarray | None, float]:
     """One candidate from its raw residual patch (L, h, w): (footprint (h, w), trace
-    (L,)) if accepted; (footprint, None) if its shape or space correlation fails;
-    (None, None) if nothing was found at the centre.
+    (L,), r) if accepted; (footprint, None, r) if its shape or space correlation
+    fails; (None, None, nan) if nothing was found at the centre. r is its space
+    correlation (nan where the soma gate refused it before the test).
 
     The patch is seen through a Gaussian of 0.25 r (zero padded). Smoothing all L
     frames cost 0.5 of the 0.8 ms of an extraction, so the smoothing S is moved
@@ -636,37 +671,46 @@ def _extract(
         c = np.maximum(flat @ smooth(a).reshape(-1), 0.0) / aa
     patch = clean_footprint(a, centre)
     if patch is None:
-        return None, None
+        return None, None, np.nan
     if gate.why_not_patch(patch) is not None:
-        return patch, None
+        return patch, None, np.nan
     a = patch.reshape(-1)
     trace = np.maximum(flat @ smooth(patch).reshape(-1), 0.0) / float(a @ a)
     mean_frame = smooth(flat[transient_frames(trace)].mean(axis=0).reshape(h, w))
-    r = np.corrcoef(mean_frame.reshape(-1), a)[0, 1]
+    r = float(np.corrcoef(mean_frame.reshape(-1), a)[0, 1])
     if not SpaceTest.of(min_space_corr).passes(r, patch):
-        return patch, None
-    return patch, trace.astype(np.float32)
+        return patch, None, r
+    return patch, trace.astype(np.float32), r
+
+
+def _extract(
+    local: np.ndarray, centre: tuple[int, int], radius_px: float,
+    min_space_corr: float | SpaceTest, gate: SomaGate, local_background: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`_extract_scored` without the space correlation: (footprint, trace)."""
+    return _extract_scored(local, centre, radius_px, min_space_corr, gate, local_background)[:2]
 
 
 def _fit_smoothed(
     smooth: np.ndarray, centre: tuple[int, int], min_space_corr: float | SpaceTest,
     gate: SomaGate,
     fit: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
-) -> tuple[np.ndarray | None, np.ndarray | None]:
+) -> tuple[np.ndarray | None, np.ndarray | None, float]:
     """Footprint ``fit(smooth, centre)`` on the smoothed patch (L, h, w), cleaned,
-    then the soma gate and the space-correlation test, as :func:`_extract` returns."""
+    then the soma gate and the space-correlation test, as :func:`_extract_scored`
+    returns."""
     patch = clean_footprint(fit(smooth, centre), centre)
     if patch is None:
-        return None, None
+        return None, None, np.nan
     if gate.why_not_patch(patch) is not None:
-        return patch, None
+        return patch, None, np.nan
     flat = smooth.reshape(smooth.shape[0], -1)
     a = patch.reshape(-1)
     trace = np.maximum(flat @ a, 0.0) / float(a @ a)
-    r = np.corrcoef(flat[transient_frames(trace)].mean(axis=0), a)[0, 1]
+    r = float(np.corrcoef(flat[transient_frames(trace)].mean(axis=0), a)[0, 1])
     if not SpaceTest.of(min_space_corr).passes(r, patch):
-        return patch, None
-    return patch, trace.astype(np.float32)
+        return patch, None, r
+    return patch, trace.astype(np.float32), r
 
 
 @numba.njit(cache=True)
