@@ -129,7 +129,7 @@ def main() -> None:
     fracs = (0.75, 1.0, 1.1, 1.3)
     print("| r band | " + " | ".join(f"F {f}" for f in fracs) + " |")
     print("| --- |" + " ---: |" * len(fracs))
-    edges = [0.5, 0.6, 0.7, 0.75, 0.8, threshold]
+    edges = [e for e in (0.5, 0.6, 0.7, 0.75, 0.8) if e < threshold] + [threshold]
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         cells_ = []
         for f in fracs:

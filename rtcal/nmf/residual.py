@@ -40,13 +40,15 @@ class SpaceTest:
 
     A weak cell's transient lasts a few frames of the buffer, so its mean frame
     is noisy and r falls short of a bright cell's although the footprint is
-    right: on four development 2p movies, 88 of the 184 extractions that matched
-    a true cell (IoU >= 0.5; 38 distinct cells) had r < 0.875. The footprints
-    of noise blobs come out at the scale of the search's smoothing, 85-112 px
-    at r = 6 (0.75-1.0 pi r^2, just over the soma gate's floor), those of cells
-    at their own: of the extractions with 0.75 <= r < 0.875, those covering
-    >= 1.1 pi r^2 were true 38 times and false once. So a footprint the size of
-    a whole cell is itself evidence, and passes at a lower r.
+    right: on four development 2p movies (``tools/extractions.py``), 88 of the
+    179 extractions that passed the soma gate and matched a true cell (IoU >=
+    0.5; 51 distinct cells) had r < 0.875. There, the false ones with 0.75 <= r
+    < 0.875 came out at the scale of the search's smoothing, 85-112 px at r = 6
+    (0.75-1.0 pi r^2), cells at their own: of the extractions in that band,
+    those covering >= 1.1 pi r^2 were true 38 times and false once. On the real
+    Neurofinder crop footprint size does not separate them (11 of the 14 such
+    extractions overlap no hand-drawn ROI), so the online NMF leaves the rule
+    off by default (``OnlineNMFConfig.new_large_area_frac``).
     """
 
     min_corr: float
