@@ -201,7 +201,8 @@ def build(path: str | None, fit: bool, config, args):
     """The detector of one ablation row: seed (path None), oracle, or a checkpoint."""
     if path is None:
         return make_detector("seed", config)
-    learned = LearnedDetectorConfig(radius_px=config.radius_px, fit_footprints=fit)
+    learned = LearnedDetectorConfig(radius_px=config.radius_px, mode=config.mode,
+                                    fit_footprints=fit)
     if path == "oracle":
         return OracleDetector(learned)
     return LearnedDetector.from_weights(path, learned, prefer=args.runtime, threads=args.threads)

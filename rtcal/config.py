@@ -70,7 +70,7 @@ class RunConfig:
 
     @property
     def mode(self) -> str:
-        return "1p" if self.pipeline.nmf.background == "ring" else "2p"
+        return self.pipeline.mode
 
 
 def load_config(

@@ -217,6 +217,8 @@ def test_the_shipped_weights_find_simulated_cells():
 
     _, extra = load_detector(shipped_weights())
     assert extra["preset"] == "default" and 0 < extra["score_threshold"] < 1
+    by_mode = extra["score_threshold_by_mode"]  # calibrated per kind of recording
+    assert set(by_mode) == {"2p", "1p"} and all(0 < t < 1 for t in by_mode.values())
     sim = Simulation(make_config("2p", height=128, width=128, n_neurons=15, n_frames=300,
                                  seed=2_000_000_123))
     chunks = list(sim.chunks())
@@ -224,7 +226,7 @@ def test_the_shipped_weights_find_simulated_cells():
     calcium = np.concatenate([c.calcium for c in chunks]).T
     truth = static_truth(sim)
     det = LearnedDetector.from_weights(None, LearnedDetectorConfig(radius_px=6.0))
-    assert det.score_threshold == extra["score_threshold"]
+    assert det.score_threshold == by_mode["2p"]  # the config's mode: 2p
     found = detect_window(frames, det, pipeline_config(30.0, 6.0, "2p"))
     report = evaluate(to_results(found, np.arange(len(frames)), 30.0),
                       truth_from_arrays(truth["footprints"], calcium))

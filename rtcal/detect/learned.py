@@ -70,9 +70,11 @@ class LearnedDetectorError(RtcalError, ValueError):
 class LearnedDetectorConfig:
     """Settings of the learned detector (module docstring).
 
-    radius_px: typical soma radius; score_threshold: "neuron" probability a query
-    needs (None: the threshold calibrated on held-out windows when the weights
-    were trained, stored in the checkpoint; 0.5 for a checkpoint without one);
+    radius_px: typical soma radius; mode: "2p" or "1p", the recording's kind;
+    score_threshold: "neuron" probability a query needs (None: the threshold
+    calibrated on held-out windows of that mode when the weights were trained,
+    stored in the checkpoint; a checkpoint with one threshold for both modes
+    gives that; 0.5 for a checkpoint without one);
     tile_px, overlap_px: tile side (for runtimes that take any size; fixed
     runtimes bring their own) and overlap; merge_iou: IoU at which instances from
     different tiles are one; nms_iou: IoU at which footprints are duplicates;
@@ -83,6 +85,7 @@ class LearnedDetectorConfig:
     """
 
     radius_px: float = 6.0
+    mode: str = "2p"
     score_threshold: float | None = None
     tile_px: int = 256
     overlap_px: int = 64
@@ -97,6 +100,7 @@ class LearnedDetectorConfig:
     def __post_init__(self) -> None:
         checks = {
             "radius_px": 1.0 <= self.radius_px <= 100.0,
+            "mode": self.mode in ("2p", "1p"),
             "score_threshold": self.score_threshold is None
             or 0.0 < self.score_threshold < 1.0,
             "tile_px": self.tile_px >= 32 and self.tile_px % 32 == 0,
@@ -126,6 +130,13 @@ class ProposeTiming:
     @property
     def total_s(self) -> float:
         return self.channels_s + self.network_s + self.footprints_s
+
+
+def calibrated_threshold(extra: dict, mode: str) -> float | None:
+    """The score threshold a checkpoint's ``extra`` calibrated for ``mode`` ("2p" or
+    "1p"): its per-mode value if it has one, else its single value, else None."""
+    by_mode = extra.get("score_threshold_by_mode") or {}
+    return by_mode.get(mode, extra.get("score_threshold"))
 
 
 def shipped_weights() -> Path:
@@ -207,7 +218,8 @@ class LearnedDetector:
         """The detector of checkpoint ``path`` (default: the shipped weights).
         runtime_options: device, prefer, cache_dir, threads (see ``__init__``)."""
         model, extra = load_detector(shipped_weights() if path is None else path)
-        calibrated = extra.get("score_threshold")
+        mode = (config or LearnedDetectorConfig()).mode
+        calibrated = calibrated_threshold(extra, mode)
         return cls(model, config, calibrated_threshold=calibrated, **runtime_options)
 
     def propose(self, window: np.ndarray) -> Proposal:

@@ -94,6 +94,11 @@ class PipelineConfig:
                 f"max_saturated_frac must be in (0, 1], got {self.max_saturated_frac}"
             )
 
+    @property
+    def mode(self) -> str:
+        """"1p" with the ring background (microendoscope), else "2p"."""
+        return "1p" if self.nmf.background == "ring" else "2p"
+
 
 def pipeline_config(
     fps_hz: float, radius_px: float, mode: str = "2p", **overrides
