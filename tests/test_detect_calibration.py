@@ -4,7 +4,6 @@ that adds them to an existing checkpoint."""
 
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,8 @@ from rtcal.detect.factory import detector_from_section, make_detector
 from rtcal.detect.learned import LearnedDetector, LearnedDetectorConfig, calibrated_threshold
 from rtcal.detect.model import load_detector, save_checkpoint
 from rtcal.detect.presets import get_preset
-from rtcal.detect.train import best_threshold, calibrate_by_mode
-from rtcal.detect.train_data import make_sample, validation_seeds
+from rtcal.detect.train import best_threshold, calibrate_by_mode, calibration_samples
+from rtcal.detect.train_data import validation_seeds
 from rtcal.engine.pipeline import pipeline_config
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
@@ -48,11 +47,6 @@ def test_the_detector_takes_the_threshold_of_the_recordings_mode(tmp_path):
     assert from_file.score_threshold == 0.6
 
 
-def _samples(preset, mode, n):
-    data = replace(preset.data, trace_downsample=1, p_one_photon=1.0 if mode == "1p" else 0.0)
-    return [make_sample(data, s) for s in validation_seeds(n)]
-
-
 def test_calibration_by_mode_scores_each_kind_on_its_own_windows():
     torch.manual_seed(0)
     preset = get_preset("smoke")
@@ -61,8 +55,9 @@ def test_calibration_by_mode_scores_each_kind_on_its_own_windows():
     got = calibrate_by_mode(model, preset, "cpu", windows_per_mode=2, candidates=candidates)
     assert set(got) == {"2p", "1p"}
     for mode, (threshold, scores) in got.items():
-        samples = _samples(preset, mode, 2)
+        samples = calibration_samples(preset, mode, 2)
         assert {s.mode for s in samples} == {mode}
+        assert [s.seed for s in samples] == validation_seeds(2)
         want = best_threshold(model, samples, "cpu", preset.trace.background_sigma_px,
                               candidates)
         assert threshold == want[0] and threshold in candidates

@@ -237,13 +237,17 @@ def calibrate_by_mode(model: torch.nn.Module, preset: TrainPreset,
     and 0.462 at the pooled optimum of 0.35. ``LearnedDetector`` uses the
     threshold of the recording's mode (``score_threshold_by_mode`` in the
     checkpoint)."""
-    out = {}
-    for mode, share in (("2p", 0.0), ("1p", 1.0)):
-        data = replace(preset.data, trace_downsample=1, p_one_photon=share)
-        samples = [make_sample(data, s) for s in validation_seeds(windows_per_mode)]
-        out[mode] = best_threshold(model, samples, device, preset.trace.background_sigma_px,
-                                   candidates)
-    return out
+    return {mode: best_threshold(model, calibration_samples(preset, mode, windows_per_mode),
+                                 device, preset.trace.background_sigma_px, candidates)
+            for mode in ("2p", "1p")}
+
+
+def calibration_samples(preset: TrainPreset, mode: str, n_windows: int) -> list:
+    """The held-out windows :func:`calibrate_by_mode` scores for ``mode``: the first
+    ``n_windows`` validation seeds, simulated as ``mode`` with full-resolution
+    trace frames."""
+    data = replace(preset.data, trace_downsample=1, p_one_photon=1.0 if mode == "1p" else 0.0)
+    return [make_sample(data, s) for s in validation_seeds(n_windows)]
 
 
 @dataclass(frozen=True)
