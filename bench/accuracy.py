@@ -3,6 +3,7 @@
     python bench/accuracy.py                          # every suite, its default seeds
     python bench/accuracy.py --suite 1p-256           # one suite
     python bench/accuracy.py --suite 2p-256 --seeds 42 51 --json acc.json
+    python bench/accuracy.py --suite 2p-256 2p-512 --config learned.toml   # other settings
     python bench/accuracy.py --suite none --real ../shared/data/real/neurofinder_subset
 
 The online-core issue's accuracy targets, measured in one command. For each
@@ -52,6 +53,7 @@ from rtcal.cli import limit_blas_threads
 limit_blas_threads()
 
 from rtcal.config import load_config  # noqa: E402
+from rtcal.detect.factory import detector_from_section  # noqa: E402
 from rtcal.engine.run import run_frames  # noqa: E402
 from rtcal.metrics import evaluate, truth_from_arrays  # noqa: E402
 from rtcal.sim import Simulation, make_config  # noqa: E402
@@ -98,18 +100,21 @@ def simulate(suite: Suite, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def run_and_score(frames, truth, *, fps: float, radius: float, mode: str,
-                  tau_decay_s: float | None = None) -> dict:
-    """Run ``frames`` as `rtcal run --fps --neuron-radius --mode [--tau-decay]` would
-    and score the results against ``truth`` (a ``Truth``, or a callable
-    (height, width) -> Truth). Returns one row of the table."""
+                  tau_decay_s: float | None = None, config_path: Path | None = None) -> dict:
+    """Run ``frames`` as `rtcal run --fps --neuron-radius --mode [--tau-decay]
+    [--config FILE]` would (the file's ``[detector]`` table included) and score the
+    results against ``truth`` (a ``Truth``, or a callable (height, width) -> Truth).
+    Returns one row of the table."""
     overrides = {} if tau_decay_s is None else {"tau_decay_s": tau_decay_s}
-    config = load_config(None, fps_hz=fps, radius_px=radius, mode=mode,
-                         overrides=overrides).pipeline
+    loaded = load_config(config_path, fps_hz=fps, radius_px=radius, mode=mode,
+                         overrides=overrides)
+    config = loaded.pipeline
+    detector = detector_from_section(loaded.sections.get("detector"), config)
     H, W = frames.shape[1:]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.h5"
         start = time.perf_counter()
-        summary = run_frames(iter(frames), out, config, height=H, width=W)
+        summary = run_frames(iter(frames), out, config, height=H, width=W, detector=detector)
         wall = time.perf_counter() - start
         results = read_results(out)
     report = evaluate(results, truth(H, W) if callable(truth) else truth)
@@ -174,6 +179,9 @@ def main() -> None:
                     help="also the Neurofinder crop in DIR "
                          "(../shared/data/real/neurofinder_subset)")
     ap.add_argument("--json", metavar="FILE.json", type=Path, default=None)
+    ap.add_argument("--config", metavar="FILE.toml", type=Path, default=None,
+                    help="settings as `rtcal run --config` reads them ([detector] too); "
+                         "each suite's mode, frame rate and radius still apply")
     args = ap.parse_args()
 
     print("| suite | seed | F1 | P | R | TP / FP / FN | trace r | components | init s "
@@ -185,7 +193,8 @@ def main() -> None:
         for seed in args.seeds or suite.seeds:
             frames, footprints, calcium = simulate(suite, seed)
             r = run_and_score(frames, truth_from_arrays(footprints, calcium=calcium),
-                              fps=suite.fps, radius=suite.radius, mode=suite.mode)
+                              fps=suite.fps, radius=suite.radius, mode=suite.mode,
+                              config_path=args.config)
             del frames
             r["seed"] = seed
             rows.setdefault(name, []).append(r)
@@ -200,7 +209,7 @@ def main() -> None:
         with open_movie(movies[0]) as movie:
             frames = np.stack(list(movie))
         r = run_and_score(frames, _real_truth(regions), fps=7.0, radius=4.6, mode="2p",
-                          tau_decay_s=1.5)
+                          tau_decay_s=1.5, config_path=args.config)
         r["seed"] = movies[0].name
         rows["real crop"] = [r]
         print(_row_line("real crop", "-", r), flush=True)
