@@ -131,9 +131,12 @@ def test_extraction_smoothing_the_footprint_equals_smoothing_the_patch(
     rng = np.random.default_rng(int(10 * amplitude) + shape[0])
     local = _cell_patch(rng, amplitude, neighbour=neighbour, shape=shape, centre=centre)
     gate = SomaGate(6.0, min_area_frac=0.75)
-    patch, trace = _extract(local, centre, 6.0, 0.9, gate, local_background)
-    want_patch, want_trace = _extract_reference(local, centre, 6.0, 0.9, gate,
-                                                local_background)
+    patch, trace, r = _extract(local, centre, 6.0, 0.9, gate, local_background)
+    want_patch, want_trace, want_r = _extract_reference(local, centre, 6.0, 0.9, gate,
+                                                        local_background)
+    assert np.isnan(r) == np.isnan(want_r)
+    if not np.isnan(r):
+        assert r == pytest.approx(want_r, abs=1e-4)
     assert (patch is None) == (want_patch is None)
     assert (trace is None) == (want_trace is None)
     if patch is not None:
@@ -167,7 +170,7 @@ def test_extraction_with_local_background_keeps_a_coupled_neuropil_out():
                  + rng.normal(0, 0.5, (L, h, w))).astype(np.float32)
         areas = {}
         for local_background in (False, True):
-            patch, _ = _extract(local, (15, 15), 6.0, -0.99, gate, local_background)
+            patch, _, _ = _extract(local, (15, 15), 6.0, -0.99, gate, local_background)
             areas[local_background] = int((patch >= 0.2).sum())
         assert areas[True] <= 3 * cell_area, (seed, areas, cell_area)  # 135-179 vs 73
         assert areas[False] >= 3 * areas[True], (seed, areas, cell_area)  # ~730: the patch

@@ -18,7 +18,6 @@ from rtcal.nmf.residual import (
     SpaceTest,
     _extract,
     _extract_reference,
-    _extract_scored,
     bin_and_smooth_reference,
     covered_core,
     covered_core_reference,
@@ -124,8 +123,8 @@ def test_search_remembers_a_rejection_and_does_not_extract_it_again(monkeypatch)
     rng = np.random.default_rng(3)
     buffer, noise = _neurite_and_cell_buffer(rng)
     calls = []
-    extract = residual._extract_scored
-    monkeypatch.setattr(residual, "_extract_scored", lambda *a: calls.append(1) or extract(*a))
+    extract = residual._extract
+    monkeypatch.setattr(residual, "_extract", lambda *a: calls.append(1) or extract(*a))
     kwargs = dict(radius_px=6.0, min_pnr=5.0, min_space_corr=0.5, max_new=1)
     covered = np.zeros((64, 64), bool)
     # without a memory the rod's maxima take the extraction slots and the cell is missed
@@ -382,10 +381,8 @@ def test_extraction_applies_the_large_footprint_rule_at_its_space_correlation(
         return run(local, (15, 15), 6.0, space, gate, local_background)
 
     r = _bisect_space_corr(extract)
-    if not reference:  # the correlation the scored extraction reports is the one it tests
-        scored = _extract_scored(local, (15, 15), 6.0, 0.9, gate, local_background)[2]
-        assert abs(scored - r) < 1e-6
-    patch, _ = extract(-1.0)
+    assert abs(extract(0.9)[2] - r) < 1e-6  # the correlation it reports is the one it tests
+    patch = extract(-1.0)[0]
     area = int((patch >= 0.2).sum())
     assert 0.3 < r < 0.99 and area > 50
     assert extract(SpaceTest(r + 0.01, area, r - 0.01))[1] is not None

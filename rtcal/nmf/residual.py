@@ -12,7 +12,6 @@ correlation test, as OnACID's ``rval``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,7 +51,7 @@ class SpaceTest:
     """
 
     min_corr: float
-    large_area_px: float = math.inf
+    large_area_px: float = np.inf
     large_min_corr: float = 1.0
 
     @classmethod
@@ -515,7 +514,7 @@ class SearchRound:
                 slice(max(y - half, 0), min(y + half + 1, H)),
                 slice(max(x - half, 0), min(x + half + 1, W)),
             )
-            patch, trace, r = _extract_scored(
+            patch, trace, r = _extract(
                 buffer.patch(box), (y - box[0].start, x - box[1].start), self.radius_px,
                 self.space, self.gate, self.local_background,
             )
@@ -595,12 +594,12 @@ def transient_frames(trace: np.ndarray, level: float = 0.5) -> slice:
 def _extract_reference(
     local: np.ndarray, centre: tuple[int, int], radius_px: float,
     min_space_corr: float | SpaceTest, gate: SomaGate, local_background: bool = False,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
+) -> tuple[np.ndarray | None, np.ndarray | None, float]:
     """Plain version of :func:`_extract`: the whole patch smoothed first."""
     smooth = ndimage.gaussian_filter(local, (0, 0.25 * radius_px, 0.25 * radius_px),
                                      mode="constant")
     fit = footprint_with_background if local_background else rank1_footprint
-    return _fit_smoothed(smooth, centre, min_space_corr, gate, fit)[:2]
+    return _fit_smoothed(smooth, centre, min_space_corr, gate, fit)
 
 
 @lru_cache(maxsize=32)
@@ -613,7 +612,7 @@ def _smoothing_matrix(n: int, sigma: float) -> np.ndarray:
     return m
 
 
-def _extract_scored(
+def _extract(
     local: np.ndarray, centre: tuple[int, int], radius_px: float,
     min_space_corr: float | SpaceTest, gate: SomaGate, local_background: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
@@ -685,21 +684,13 @@ def _extract_scored(
     return patch, trace.astype(np.float32), r
 
 
-def _extract(
-    local: np.ndarray, centre: tuple[int, int], radius_px: float,
-    min_space_corr: float | SpaceTest, gate: SomaGate, local_background: bool = False,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """:func:`_extract_scored` without the space correlation: (footprint, trace)."""
-    return _extract_scored(local, centre, radius_px, min_space_corr, gate, local_background)[:2]
-
-
 def _fit_smoothed(
     smooth: np.ndarray, centre: tuple[int, int], min_space_corr: float | SpaceTest,
     gate: SomaGate,
     fit: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
 ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
     """Footprint ``fit(smooth, centre)`` on the smoothed patch (L, h, w), cleaned,
-    then the soma gate and the space-correlation test, as :func:`_extract_scored`
+    then the soma gate and the space-correlation test, as :func:`_extract`
     returns."""
     patch = clean_footprint(fit(smooth, centre), centre)
     if patch is None:
