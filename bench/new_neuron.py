@@ -4,6 +4,7 @@ published results (the live-engine issue's target: within two detector periods).
     python bench/new_neuron.py                              # 2p 256x256, 60 neurons, 80 s
     python bench/new_neuron.py --mode 1p --neurons 40 --fps 20 --seed 23
     python bench/new_neuron.py --frames 3600 --detect-every 300 --json new.json
+    python bench/new_neuron.py --detector seed              # the classical detector
 
 A movie with ground truth is simulated in memory, then sent to a live engine
 (`rtcal serve` in a child process, on loopback, lossless) at its frame rate, as
@@ -73,6 +74,7 @@ def run_engine(args, frames: np.ndarray, out: Path) -> dict:
            "--fps", str(args.fps), "--radius", str(args.radius),
            "--init-frames", str(args.init_frames), "--detect-every", str(args.detect_every),
            "--drop-policy", "block", "--out", str(out)]
+    cmd += ["--detector", args.detector] if args.detector else []
     cmd += [a for n in ("frames", "results", "events", "control") for a in (f"--{n}", any_port)]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -172,6 +174,8 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=300, metavar="N",
                     help="detector period in frames")
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--detector", choices=("seed", "learned"),
+                    help="the engine's detector (default: the engine's, learned for 2p)")
     ap.add_argument("--json", metavar="FILE.json")
     args = ap.parse_args()
     if args.radius is None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from rtcal.detect.factory import detector_from_section
 from rtcal.engine.pipeline import pipeline_config
 from rtcal.engine.run import run_frames
 from rtcal.metrics import evaluate, truth_from_arrays
@@ -50,9 +51,12 @@ def test_run_and_score_matches_a_plain_run_and_eval(tmp_path):
     frames, footprints, calcium = bench.simulate(_tiny_suite(bench, frames=400), 5)
     truth = truth_from_arrays(footprints, calcium=calcium)
     row = bench.run_and_score(frames, truth, fps=30.0, radius=6.0, mode="2p")
-    # the same run as `rtcal run --fps 30 --neuron-radius 6`, scored as `rtcal eval` does
+    # the same run as `rtcal run --fps 30 --neuron-radius 6` (its default detector for
+    # 2p: the shipped learned one), scored as `rtcal eval` does
     out = tmp_path / "r.h5"
-    run_frames(iter(frames), out, pipeline_config(30.0, 6.0), height=64, width=64)
+    config = pipeline_config(30.0, 6.0)
+    run_frames(iter(frames), out, config, height=64, width=64,
+               detector=detector_from_section(None, config))
     report = evaluate(read_results(out), truth)
     assert row["f1"] == pytest.approx(report.main.f1)
     assert row["tp"] == report.main.n_tp > 0  # past initialisation (300 frames)
@@ -106,5 +110,6 @@ def test_run_and_score_reads_a_config_file_as_rtcal_run_does(tmp_path):
     assert row["f1"] == pytest.approx(report.main.f1)
     assert row["tp"] + row["fp"] == report.main.n_est
     plain = bench.run_and_score(frames, truth, fps=30.0, radius=6.0, mode="2p")
-    # the file made a difference (measured: 3 TP / 7 FP with it, 2 / 0 without)
+    # the file made a difference (measured: 3 TP / 7 FP with it, 1 / 0 with the default,
+    # the shipped weights)
     assert (row["tp"], row["fp"]) != (plain["tp"], plain["fp"])

@@ -31,6 +31,32 @@ def test_calibrated_threshold_prefers_the_value_of_the_mode():
     assert calibrated_threshold({}, "2p") is None
 
 
+def test_a_pipeline_detector_prefers_the_pipeline_threshold_of_its_mode():
+    extra = {"score_threshold": 0.35, "score_threshold_by_mode": {"2p": 0.4, "1p": 0.3},
+             "pipeline_score_threshold_by_mode": {"2p": 0.6}}
+    assert calibrated_threshold(extra, "2p", in_pipeline=True) == 0.6
+    assert calibrated_threshold(extra, "2p") == 0.4  # a standalone window: the window value
+    assert calibrated_threshold(extra, "1p", in_pipeline=True) == 0.3  # none for 1p
+
+
+def test_the_pipelines_default_detector_depends_on_the_mode(tmp_path):
+    from rtcal.detect.seed import SeedDetector
+
+    weights = tmp_path / "d.pt"
+    save_checkpoint(weights, tiny_model(), {"score_threshold_by_mode": {"2p": 0.4, "1p": 0.3},
+                                            "pipeline_score_threshold_by_mode": {"2p": 0.6}})
+    two_p = pipeline_config(30.0, 6.0, "2p")
+    learned = detector_from_section({"weights": str(weights)}, two_p)  # no name: 2p default
+    assert isinstance(learned, LearnedDetector) and learned.config.in_pipeline
+    assert learned.score_threshold == 0.6
+    standalone = make_detector("learned", two_p, weights=weights)  # rtcal detect's detector
+    assert not standalone.config.in_pipeline and standalone.score_threshold == 0.4
+    assert isinstance(detector_from_section(None, pipeline_config(20.0, 9.0, "1p")),
+                      SeedDetector)
+    named = detector_from_section({"name": "seed"}, two_p)
+    assert isinstance(named, SeedDetector)
+
+
 def test_the_detector_takes_the_threshold_of_the_recordings_mode(tmp_path):
     weights = tmp_path / "d.pt"
     save_checkpoint(weights, tiny_model(), {"score_threshold": 0.35,
@@ -62,6 +88,26 @@ def test_calibration_by_mode_scores_each_kind_on_its_own_windows():
                               candidates)
         assert threshold == want[0] and threshold in candidates
         assert scores.n_true == want[1].n_true > 0 and scores.f1 == want[1].f1
+
+
+def test_pipeline_threshold_script_picks_the_best_mean_and_refuses_held_out_seeds():
+    sys.path.insert(0, str(TOOLS))
+    try:
+        import pipeline_threshold as tool
+    finally:
+        sys.path.remove(str(TOOLS))
+    table = {0.4: [0.70, 0.80], 0.5: [0.80, 0.78], 0.6: [0.79, 0.79], 0.7: [0.60, 0.90]}
+    assert tool.best_threshold(table) == 0.5  # means 0.75, 0.79, 0.79, 0.75: the lower tie
+    assert tool.best_threshold({0.6: [0.8], 0.4: [0.8]}) == 0.4
+    held_out = tool.SUITES["2p-256"].seeds[0]
+    try:
+        tool.measure(Path("unused.pt"), "2p", [held_out], [0.5])
+    except SystemExit as e:
+        assert "held-out" in str(e)
+    else:
+        raise AssertionError("a held-out seed was accepted")
+    assert not set(tool.DEV_SEEDS["2p"]) & set(tool.SUITES["2p-256"].seeds)
+    assert not set(tool.DEV_SEEDS["1p"]) & set(tool.SUITES["1p-256"].seeds)
 
 
 def test_calibrate_script_adds_the_thresholds_and_keeps_the_weights(tmp_path):

@@ -219,6 +219,11 @@ def test_the_shipped_weights_find_simulated_cells():
     assert extra["preset"] == "default" and 0 < extra["score_threshold"] < 1
     by_mode = extra["score_threshold_by_mode"]  # calibrated per kind of recording
     assert set(by_mode) == {"2p", "1p"} and all(0 < t < 1 for t in by_mode.values())
+    in_pipeline = extra["pipeline_score_threshold_by_mode"]  # tools/pipeline_threshold.py
+    assert set(in_pipeline) == {"2p"} and 0 < in_pipeline["2p"] < 1
+    scores = extra["pipeline_threshold_scores"]["2p"]  # the table it was chosen from
+    means = {float(t): np.mean(f1) for t, f1 in scores["f1"].items()}
+    assert max(means, key=means.get) == in_pipeline["2p"]
     sim = Simulation(make_config("2p", height=128, width=128, n_neurons=15, n_frames=300,
                                  seed=2_000_000_123))
     chunks = list(sim.chunks())

@@ -323,3 +323,37 @@ def test_detector_process_proposes_what_the_detector_does(movie):
     assert got.shape == (len(expected), window.shape[1] * window.shape[2])
     np.testing.assert_array_equal(dense(got), expected)
     np.testing.assert_array_equal(dense(again), detector.propose(window[50:]).footprints)
+
+
+def test_detector_process_runs_a_learned_detector_that_has_run_before(movie, tmp_path):
+    """The engine proposes with the learned detector at initialisation, then hands
+    it to the re-run process: its built runtime (an ONNX Runtime session cannot be
+    pickled) is left behind and rebuilt there. A window with no proposal answers
+    an empty (0, H*W) array."""
+    import pickle
+
+    from detect_tiny import tiny_checkpoint
+
+    from rtcal.detect.learned import LearnedDetector, LearnedDetectorConfig
+    from rtcal.engine.detect_process import DetectorProcess
+
+    weights = tiny_checkpoint(tmp_path / "tiny.pt")
+    window = movie[0][:100].astype(np.float32)
+    H, W = window.shape[1:]
+    detector = LearnedDetector.from_weights(weights, LearnedDetectorConfig(radius_px=4.0))
+    expected = detector.propose(window).footprints
+    assert detector.runtime is not None and len(expected) >= 1
+    copy = pickle.loads(pickle.dumps(detector))
+    assert copy.runtime is None and detector.runtime is not None  # the original keeps its own
+    never = LearnedDetector.from_weights(weights, LearnedDetectorConfig(radius_px=4.0,
+                                                                        score_threshold=0.999))
+    never.model.decoder.head.class_embed.bias.data.fill_(-20.0)  # no query says "neuron"
+    procs = [DetectorProcess(detector), DetectorProcess(never)]
+    try:
+        got = procs[0].propose(window)
+        empty = procs[1].propose(window)
+    finally:
+        for proc in procs:
+            proc.close()
+    np.testing.assert_allclose(got.toarray().reshape(-1, H, W), expected, atol=1e-5)
+    assert empty.shape == (0, H * W)

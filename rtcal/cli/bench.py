@@ -46,8 +46,9 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
         metavar="T",
         help="simulated frames, looped (default 600)",
     )
-    lat.add_argument("--detector", choices=("seed", "learned"), default="seed",
-                     help="the engine's detector (initialisation and re-runs)")
+    lat.add_argument("--detector", choices=("seed", "learned"), default=None,
+                     help="the engine's detector (initialisation and re-runs; default: the "
+                     "engine's, learned for 2p)")
     lat.add_argument("--weights", metavar="PATH", help="learned detector weights")
     lat.add_argument("--search", action="store_true", help="search the highest sustained rate")
     lat.add_argument("--trial", type=float, default=3.0, metavar="S", help="seconds per rate")
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         trial_s=args.trial,
         search_max_hz=args.max_hz,
         config_path=args.config or "",
-        detector=args.detector,
+        detector=args.detector or "",
         weights=args.weights or "",
         realtime_priority=args.realtime_priority,
         stall_watch=args.stall_watch,

@@ -48,8 +48,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0, metavar="HZ", help="frame rate sent")
     p.add_argument("--seed", type=int, default=7, metavar="S", help="simulation seed")
     p.add_argument(
-        "--detector", choices=("seed", "learned"), default="seed",
-        help="footprint detector: seed (classical, default) or learned (the shipped weights)",
+        "--detector", choices=("seed", "learned"), default=None,
+        help="footprint detector: learned (the shipped weights; default) or seed (classical)",
     )
     p.add_argument(
         "--offline", action="store_true", help="run from a movie file, without the live engine"
@@ -135,7 +135,7 @@ def _bench_config(args: argparse.Namespace, sim_cfg, config_path: Path):
         movie_frames=args.frames,
         seed=args.seed,
         config_path=str(config_path),
-        detector=args.detector,
+        detector=args.detector or "",
     )
 
 
@@ -386,6 +386,7 @@ def _report(out: Path, results_path: Path, live, mean_image, console) -> None:
 
     results = read_results(results_path)
     truth = load_truth(out / "truth.npz", results.height, results.width)
+    (out / "eval.json").unlink(missing_ok=True)  # an earlier run's score is not this one's
     try:
         report = report_to_dict(evaluate(results, truth))
     except EvaluationError as e:
@@ -411,7 +412,9 @@ def _report(out: Path, results_path: Path, live, mean_image, console) -> None:
         tables=[*live.tables(), *scored],
         notes=_notes(results, truth.n_neurons, live, results_path.name),
     )
-    console.print(f"wrote {results_path}, {out}/eval.json, {out}/live.json, {figure}, {html}")
+    written = [results_path, *(p for p in (out / "eval.json",) if p.is_file()),
+               out / "live.json", figure, html]
+    console.print("wrote " + ", ".join(map(str, written)))
 
 
 def _notes(results, n_true: int, live, results_name: str) -> list[str]:
@@ -435,7 +438,7 @@ def _run_offline(args: argparse.Namespace, out: Path, console) -> int:
 
     from rtcal.cli.evaluate import print_report
     from rtcal.cli.run import print_summary, with_progress
-    from rtcal.detect.factory import make_detector
+    from rtcal.detect.factory import describe_detector, detector_from_section
     from rtcal.engine.pipeline import pipeline_config
     from rtcal.engine.run import run_frames
     from rtcal.io import open_movie
@@ -457,6 +460,7 @@ def _run_offline(args: argparse.Namespace, out: Path, console) -> int:
     radius = 0.5 * (cfg.radius_min_px + cfg.radius_max_px)
     results_path = out / "results.h5"
     config = pipeline_config(args.fps, radius)
+    detector = detector_from_section(None, config, name=args.detector)
     with open_movie(paths.movie) as movie:
         summary = run_frames(
             with_progress(movie, console),
@@ -464,8 +468,8 @@ def _run_offline(args: argparse.Namespace, out: Path, console) -> int:
             config,
             height=cfg.height,
             width=cfg.width,
-            detector=make_detector(args.detector, config),
-            attrs={"detector": args.detector},
+            detector=detector,
+            attrs={"detector": describe_detector(detector)},
         )
     print_summary(console, summary, results_path)
     results = read_results(results_path)

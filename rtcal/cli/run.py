@@ -72,8 +72,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
         "--detector",
         choices=("seed", "learned"),
         default=None,
-        help="footprint detector on the initial frames: seed (classical, default) or learned "
-        "(also [detector] name in --config)",
+        help="footprint detector on the initial frames: learned (the shipped network; default "
+        "for 2p) or seed (classical; default for 1p); also [detector] name in --config",
     )
     p.add_argument(
         "--weights", default=None, metavar="PATH", help="learned detector weights (default shipped)"
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from rtcal.config import dump_config, load_config
-    from rtcal.detect.factory import detector_from_section
+    from rtcal.detect.factory import describe_detector, detector_from_section
     from rtcal.engine.run import run_frames
     from rtcal.errors import RtcalError
     from rtcal.io import open_movie
@@ -118,14 +118,13 @@ def run(args: argparse.Namespace) -> int:
         section = loaded.sections.get("detector") or {}
         detector = detector_from_section(section, config, name=args.detector,
                                          weights=args.weights)
-        detector_name = args.detector or section.get("name", "seed")
         summary = run_frames(
             with_progress(movie, console),
             args.out,
             config,
             height=movie.height,
             width=movie.width,
-            attrs={"detector": detector_name},
+            attrs={"detector": describe_detector(detector)},
             detector=detector,
         )
     print_summary(console, summary, args.out)

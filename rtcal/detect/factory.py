@@ -13,6 +13,14 @@ from rtcal.errors import RtcalError
 
 DETECTORS = ("seed", "learned")
 
+# The detector of `rtcal run`, `rtcal serve` and the demo per kind of recording
+# when none is named. 2p: the learned one at its pipeline threshold; over five
+# held-out movies (bench/accuracy.py) F1 mean 0.789 against 0.774 for the seed
+# detector, with initialisation about twice as fast. 1p: the seed detector, with
+# its ring-background initialisation (the learned one scored 0.77-0.82 inside
+# the pipeline against 0.79-0.92). README "Learned detector" has the figures.
+DEFAULT_DETECTOR = {"2p": "learned", "1p": "seed"}
+
 
 class DetectorChoiceError(RtcalError, ValueError):
     """Unknown detector name; the message lists the known ones."""
@@ -20,16 +28,17 @@ class DetectorChoiceError(RtcalError, ValueError):
 
 def make_detector(name: str, pipeline_config, *, weights: str | Path | None = None,
                   runtime: str | None = None, device: str = "cpu",
-                  threads: int | None = None, score_threshold: float | None = None
-                  ) -> FootprintProposer:
+                  threads: int | None = None, score_threshold: float | None = None,
+                  in_pipeline: bool = False) -> FootprintProposer:
     """The detector ``name`` set up for ``pipeline_config`` (a PipelineConfig: its
     seed settings, or its soma radius and mode for the learned detector).
 
     weights: learned checkpoint (default: the shipped one); runtime: "auto" (None),
     "eager", "onnx", "compile" or "tensorrt"; device: "cpu" or "cuda"; threads:
     ONNX Runtime CPU threads; score_threshold: "neuron" score a proposal needs
-    (default: the checkpoint's, calibrated for the pipeline's mode). Only
-    "learned" reads them.
+    (default: the checkpoint's, calibrated for the pipeline's mode); in_pipeline:
+    the detector seeds an online pipeline (use the checkpoint's pipeline threshold,
+    ``LearnedDetectorConfig``). Only "learned" reads them.
     """
     if name == "seed":
         return SeedDetector(pipeline_config.seed)
@@ -38,7 +47,8 @@ def make_detector(name: str, pipeline_config, *, weights: str | Path | None = No
 
         config = LearnedDetectorConfig(radius_px=pipeline_config.radius_px,
                                        mode=pipeline_config.mode,
-                                       score_threshold=score_threshold)
+                                       score_threshold=score_threshold,
+                                       in_pipeline=in_pipeline)
         return LearnedDetector.from_weights(weights, config, device=device, prefer=runtime,
                                             threads=threads)
     raise DetectorChoiceError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
@@ -47,15 +57,33 @@ def make_detector(name: str, pipeline_config, *, weights: str | Path | None = No
 DETECTOR_KEYS = ("name", "weights", "runtime", "device", "threads", "score_threshold")
 
 
+def describe_detector(detector: FootprintProposer) -> str:
+    """What a results file records of its detector: "seed", "learned (score
+    threshold T)", or the class name of another proposer."""
+    if isinstance(detector, SeedDetector):
+        return "seed"
+    threshold = getattr(detector, "score_threshold", None)
+    if type(detector).__name__ == "LearnedDetector":
+        return f"learned (score threshold {threshold:g})"
+    return type(detector).__name__
+
+
+def default_detector(mode: str) -> str:
+    """The detector used for a recording of ``mode`` ("2p" or "1p") when none is named."""
+    return DEFAULT_DETECTOR[mode]
+
+
 def detector_from_section(section: dict | None, pipeline_config, **flags) -> FootprintProposer:
-    """The detector of a config file's ``[detector]`` table (keys: name "seed" or
-    "learned", weights, runtime, device, threads, score_threshold), with ``flags`` (the same keys,
-    None = not given) taking precedence; default: the seed detector."""
+    """The detector of an online pipeline (``rtcal run``, ``rtcal serve``) from a
+    config file's ``[detector]`` table (keys: name "seed" or "learned", weights,
+    runtime, device, threads, score_threshold), with ``flags`` (the same keys,
+    None = not given) taking precedence; default name: ``default_detector`` of the
+    pipeline's mode. The learned detector uses the checkpoint's pipeline threshold."""
     section = dict(section or {})
     unknown = sorted(set(section) - set(DETECTOR_KEYS))
     if unknown:
         raise DetectorChoiceError(f"[detector]: unknown keys {unknown}; known: "
                                   f"{', '.join(DETECTOR_KEYS)}")
     section.update({k: v for k, v in flags.items() if v is not None})
-    name = section.pop("name", "seed")
-    return make_detector(name, pipeline_config, **section)
+    name = section.pop("name", None) or default_detector(pipeline_config.mode)
+    return make_detector(name, pipeline_config, in_pipeline=True, **section)

@@ -75,6 +75,11 @@ class LearnedDetectorConfig:
     calibrated on held-out windows of that mode when the weights were trained,
     stored in the checkpoint; a checkpoint with one threshold for both modes
     gives that; 0.5 for a checkpoint without one);
+    in_pipeline: the detector seeds an online pipeline (``rtcal run``, ``rtcal
+    serve``), whose residual search finds the cells it misses, so a false
+    footprint costs more than a missed one: with no score_threshold, the
+    checkpoint's pipeline threshold for the mode is used where it has one
+    (``tools/pipeline_threshold.py`` chooses it), else the calibrated one;
     tile_px, overlap_px: tile side (for runtimes that take any size; fixed
     runtimes bring their own) and overlap; merge_iou: IoU at which instances from
     different tiles are one; nms_iou: IoU at which footprints are duplicates;
@@ -87,6 +92,7 @@ class LearnedDetectorConfig:
     radius_px: float = 6.0
     mode: str = "2p"
     score_threshold: float | None = None
+    in_pipeline: bool = False
     tile_px: int = 256
     overlap_px: int = 64
     merge_iou: float = 0.3
@@ -132,11 +138,13 @@ class ProposeTiming:
         return self.channels_s + self.network_s + self.footprints_s
 
 
-def calibrated_threshold(extra: dict, mode: str) -> float | None:
+def calibrated_threshold(extra: dict, mode: str, in_pipeline: bool = False) -> float | None:
     """The score threshold a checkpoint's ``extra`` calibrated for ``mode`` ("2p" or
-    "1p"): its per-mode value if it has one, else its single value, else None."""
+    "1p"): with ``in_pipeline``, its pipeline value for the mode if it has one; else
+    its per-mode value if it has one, else its single value, else None."""
+    pipeline = (extra.get("pipeline_score_threshold_by_mode") or {}) if in_pipeline else {}
     by_mode = extra.get("score_threshold_by_mode") or {}
-    return by_mode.get(mode, extra.get("score_threshold"))
+    return pipeline.get(mode, by_mode.get(mode, extra.get("score_threshold")))
 
 
 def shipped_weights() -> Path:
@@ -193,6 +201,15 @@ class LearnedDetector:
                                        f"the {N_SUMMARY} summary images and >= 1 key frame")
         self.last_timing: ProposeTiming | None = None
 
+    def __getstate__(self) -> dict:
+        """For pickling (the live engine runs the detector in a child process): the
+        runtimes built from the model (ONNX Runtime sessions, TensorRT engines, compiled
+        modules) are not picklable; the copy rebuilds them on first use."""
+        state = self.__dict__.copy()
+        if self.model is not None:
+            state["_choices"], state["runtime_choice"] = {}, None
+        return state
+
     @property
     def runtime(self) -> DetectorRuntime | None:
         """The runtime that ran last (None before the first propose with a model)."""
@@ -218,8 +235,8 @@ class LearnedDetector:
         """The detector of checkpoint ``path`` (default: the shipped weights).
         runtime_options: device, prefer, cache_dir, threads (see ``__init__``)."""
         model, extra = load_detector(shipped_weights() if path is None else path)
-        mode = (config or LearnedDetectorConfig()).mode
-        calibrated = calibrated_threshold(extra, mode)
+        config = config or LearnedDetectorConfig()
+        calibrated = calibrated_threshold(extra, config.mode, config.in_pipeline)
         return cls(model, config, calibrated_threshold=calibrated, **runtime_options)
 
     def propose(self, window: np.ndarray) -> Proposal:

@@ -60,7 +60,8 @@ def _child(conn, detector: FootprintProposer, niceness: int) -> None:  # pragma:
             fp = np.asarray(detector.propose(frames).footprints, np.float32)
             # sparse: the dense (n, H, W) is ~1 MB per footprint at 512 x 512, and the
             # parent unpickles what it gets holding the GIL
-            conn.send(("ok", sp.csr_array(fp.reshape(len(fp), -1))))
+            # (n, H*W) spelled out: an empty proposal (0, H, W) cannot infer a -1
+            conn.send(("ok", sp.csr_array(fp.reshape(len(fp), shape[1] * shape[2]))))
         except (RtcalError, ValueError, np.linalg.LinAlgError, MemoryError) as e:
             conn.send(("error", f"{type(e).__name__}: {e}"))
     for block in blocks.values():

@@ -56,7 +56,8 @@ class LatencyBenchConfig:
     detect_every_frames, radius_px: the engine's settings; search: also search the
     highest sustained rate (trials of trial_s from fps_hz up to search_max_hz);
     rules: trigger rules given to the engine (an event per frame that fires);
-    detector, weights: the engine's detector ("seed" or "learned") and weights;
+    detector, weights: the engine's detector ("seed" or "learned"; "": the
+    engine's default, ``rtcal.detect.factory.default_detector``) and weights;
     realtime_priority: 0, or SCHED_FIFO at this priority for the engine's
     receiver, frame loop and ZeroMQ threads and for this process's sender and
     subscriber (as a rig runs its acquisition and stimulation programs;
@@ -78,7 +79,7 @@ class LatencyBenchConfig:
     search_max_hz: float = 5000.0
     seed: int = 0
     config_path: str = ""
-    detector: str = "seed"
+    detector: str = ""
     weights: str = ""
     realtime_priority: int = 0
     stall_watch: bool = False
@@ -170,7 +171,8 @@ def start_engine_process(cfg: LatencyBenchConfig) -> tuple[subprocess.Popen, dic
         "oldest",
     ]
     cmd += [a for n in ("frames", "results", "events", "control") for a in (f"--{n}", any_port)]
-    cmd += ["--detector", cfg.detector] + (["--weights", cfg.weights] if cfg.weights else [])
+    cmd += (["--detector", cfg.detector] if cfg.detector else []) + (
+        ["--weights", cfg.weights] if cfg.weights else [])
     if cfg.realtime_priority:
         cmd += ["--realtime-priority", str(cfg.realtime_priority)]
     config_path = cfg.config_path or _default_config()

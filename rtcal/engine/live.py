@@ -26,6 +26,7 @@ import time
 
 import zmq
 
+from rtcal.detect.factory import describe_detector
 from rtcal.detect.proposal import FootprintProposer
 from rtcal.engine.config import EngineConfig
 from rtcal.engine.control import ControlServer
@@ -161,6 +162,7 @@ class Engine:
             "pipeline": "online-live",
             "init_frames": p.init_frames,
             "radius_px": p.radius_px,
+            "detector": describe_detector(self.pipeline.detector),
             "protocol_version": PROTOCOL_VERSION,
             "engine_config": json.dumps(dataclasses.asdict(self.config)),
         }
