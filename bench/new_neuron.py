@@ -174,7 +174,7 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=300, metavar="N",
                     help="detector period in frames")
     ap.add_argument("--seed", type=int, default=17)
-    ap.add_argument("--detector", choices=("seed", "learned"),
+    ap.add_argument("--detector", choices=("seed", "learned", "learned+seed"),
                     help="the engine's detector (default: the engine's, learned for 2p)")
     ap.add_argument("--json", metavar="FILE.json")
     args = ap.parse_args()

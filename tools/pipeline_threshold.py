@@ -18,8 +18,8 @@ with the table under ``pipeline_threshold_scores``) with the same weights;
 ``LearnedDetectorConfig.in_pipeline`` detectors (every one ``rtcal run``,
 ``serve`` and the demo make) use it.
 
-CKPT defaults to the shipped weights. About 15 s per 256x256 movie and
-threshold on two cores: the defaults (6 movies, 5 thresholds) take 8 minutes.
+CKPT defaults to the shipped weights. About 10 s per 256x256 movie and
+threshold on two cores: the defaults (6 movies, 5 thresholds) took 5 minutes.
 """
 
 from __future__ import annotations

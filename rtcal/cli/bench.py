@@ -15,6 +15,8 @@ latency histogram (--plot).
 
 
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    from rtcal.detect.factory import DETECTORS
+
     p = sub.add_parser(name, help=help_text, description=help_text)
     benches = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
     lat = benches.add_parser(
@@ -46,7 +48,7 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
         metavar="T",
         help="simulated frames, looped (default 600)",
     )
-    lat.add_argument("--detector", choices=("seed", "learned"), default=None,
+    lat.add_argument("--detector", choices=DETECTORS, default=None,
                      help="the engine's detector (initialisation and re-runs; default: the "
                      "engine's, learned for 2p)")
     lat.add_argument("--weights", metavar="PATH", help="learned detector weights")

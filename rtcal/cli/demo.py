@@ -40,6 +40,8 @@ POLL_S = 0.25  # progress refresh and control-status polling period
 
 
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    from rtcal.detect.factory import DETECTORS
+
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     p.add_argument("--out", default="rtcal-demo", metavar="DIR", help="output folder")
     p.add_argument("--frames", type=int, default=1500, metavar="T", help="movie length")
@@ -48,7 +50,7 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0, metavar="HZ", help="frame rate sent")
     p.add_argument("--seed", type=int, default=7, metavar="S", help="simulation seed")
     p.add_argument(
-        "--detector", choices=("seed", "learned"), default=None,
+        "--detector", choices=DETECTORS, default=None,
         help="footprint detector: learned (the shipped weights; default) or seed (classical)",
     )
     p.add_argument(

@@ -33,7 +33,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("2p", "1p"), default="2p",
                    help="background model of the trace extraction: 2p low-rank, 1p ring")
     p.add_argument("--detector", choices=DETECTORS, default="learned",
-                   help="learned network (default) or the classical seed detector")
+                   help="learned network (default), the classical seed detector, or learned+seed "
+                   "(the network's footprints and the seed detector's new ones)")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="learned detector checkpoint (default: the weights shipped in rtcal)")
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",

@@ -7,14 +7,16 @@ import argparse
 DESCRIPTION = """\
 Feed a movie file (TIFF, a folder of TIFFs, HDF5 FILE.h5:DATASET or .npy)
 through the online pipeline frame by frame, in order, with no look-ahead, as
-the live engine does, and write the results file as it goes: seed detector on
-the first --init-frames frames, then per frame rigid motion correction, online
-NMF (traces, background, footprint refinement, new components from the
-residual) and online deconvolution.
+the live engine does, and write the results file as it goes: a footprint
+detector (--detector) on the first --init-frames frames, then per frame rigid
+motion correction, online NMF (traces, background, footprint refinement, new
+components from the residual) and online deconvolution.
 """
 
 
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    from rtcal.detect.factory import DETECTORS
+
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     p.add_argument("movie", metavar="MOVIE", help="movie file, folder of TIFFs, or FILE.h5:DATASET")
     p.add_argument("--out", metavar="RESULTS.h5", help="results file to write (required)")
@@ -47,7 +49,7 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="frames the seed detector sees (default 300)",
+        help="frames the detector sees (default 300)",
     )
     p.add_argument(
         "--tau-decay",
@@ -70,10 +72,11 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--detector",
-        choices=("seed", "learned"),
+        choices=DETECTORS,
         default=None,
         help="footprint detector on the initial frames: learned (the shipped network; default "
-        "for 2p) or seed (classical; default for 1p); also [detector] name in --config",
+        "for 2p), seed (classical; default for 1p) or learned+seed (the network's footprints "
+        "and the classical detector's new ones); also [detector] name in --config",
     )
     p.add_argument(
         "--weights", default=None, metavar="PATH", help="learned detector weights (default shipped)"

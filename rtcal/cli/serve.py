@@ -17,6 +17,8 @@ complete. See docs/protocol.md.
 
 
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    from rtcal.detect.factory import DETECTORS
+
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     p.add_argument("--config", metavar="FILE.toml", help="config file")
     p.add_argument("--frames", metavar="ENDPOINT", help="frames in (PULL), tcp://127.0.0.1:5555")
@@ -31,7 +33,7 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--drop-policy", choices=("oldest", "newest", "block"), help="when behind")
     p.add_argument("--ring-slots", type=int, metavar="N", help="frame slots in the ring")
     p.add_argument("--detect-every", type=int, metavar="N", help="frames between detector re-runs")
-    p.add_argument("--detector", choices=("seed", "learned"),
+    p.add_argument("--detector", choices=DETECTORS,
                    help="detector at initialisation and re-runs: learned (default for 2p) or "
                    "seed (default for 1p)")
     p.add_argument("--weights", metavar="PATH", help="learned detector weights (default shipped)")

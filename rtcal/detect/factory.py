@@ -1,4 +1,5 @@
-"""The one place a detector is chosen by name: "seed" (classical) or "learned" (network).
+"""The one place a detector is chosen by name: "seed" (classical), "learned" (network)
+or "learned+seed" (the network's footprints plus the classical detector's new ones).
 
 Heavy imports (torch, the network) happen only when "learned" is asked for.
 """
@@ -11,7 +12,7 @@ from rtcal.detect.proposal import FootprintProposer
 from rtcal.detect.seed import SeedDetector
 from rtcal.errors import RtcalError
 
-DETECTORS = ("seed", "learned")
+DETECTORS = ("seed", "learned", "learned+seed")
 
 # The detector of `rtcal run`, `rtcal serve` and the demo per kind of recording
 # when none is named. 2p: the learned one at its pipeline threshold; over five
@@ -42,6 +43,13 @@ def make_detector(name: str, pipeline_config, *, weights: str | Path | None = No
     """
     if name == "seed":
         return SeedDetector(pipeline_config.seed)
+    if name == "learned+seed":
+        from rtcal.detect.combined import CombinedDetector
+
+        learned = make_detector("learned", pipeline_config, weights=weights, runtime=runtime,
+                                device=device, threads=threads,
+                                score_threshold=score_threshold, in_pipeline=in_pipeline)
+        return CombinedDetector(learned, SeedDetector(pipeline_config.seed))
     if name == "learned":
         from rtcal.detect.learned import LearnedDetector, LearnedDetectorConfig
 
@@ -62,6 +70,8 @@ def describe_detector(detector: FootprintProposer) -> str:
     threshold T)", or the class name of another proposer."""
     if isinstance(detector, SeedDetector):
         return "seed"
+    if type(detector).__name__ == "CombinedDetector":
+        return f"{describe_detector(detector.first)} + {describe_detector(detector.second)}"
     threshold = getattr(detector, "score_threshold", None)
     if type(detector).__name__ == "LearnedDetector":
         return f"learned (score threshold {threshold:g})"
