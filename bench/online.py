@@ -6,7 +6,9 @@
     python bench/online.py --backend cuda --sizes 512 --neurons 1000   # the issue's CUDA target
 
 For each size: a 2p movie is simulated in memory (not timed), then fed frame by
-frame through the same Pipeline that `rtcal run` and the live engine use.
+frame through the same Pipeline that `rtcal run` and the live engine use, with
+their default detector for 2p (the learned one; ``--detector seed`` for the
+classical one) on the first 300 frames.
 Reported over the frames after initialisation: per-stage and total time per
 frame (median, p99, max), frames/s, the pipeline's own peak allocation
 (tracemalloc, in a separate untimed run: NumPy and Numba arrays included), and
@@ -34,6 +36,7 @@ from rtcal.cli import limit_blas_threads
 
 limit_blas_threads()
 
+from rtcal.detect.factory import DETECTORS, detector_from_section  # noqa: E402
 from rtcal.engine.gc_pauses import freeze_heap  # noqa: E402
 from rtcal.engine.pipeline import Pipeline, pipeline_config  # noqa: E402
 from rtcal.engine.warmup import warm_kernels  # noqa: E402
@@ -48,6 +51,7 @@ def one_run(
     backend: str = "cpu",
     cuda_graphs: bool = False,
     freeze_gc: bool = False,
+    detector: str | None = None,
 ) -> tuple[np.ndarray, float]:
     """Returns float64 (n, 4) ms per frame (motion, nmf, deconv, total) and, with
     trace_memory, the pipeline's peak traced allocation in MiB (else NaN)."""
@@ -57,9 +61,8 @@ def one_run(
     frames = [f.image for f in Simulation(cfg).stream()]
     if trace_memory:
         tracemalloc.start()
-    pipeline = Pipeline(
-        pipeline_config(cfg.fps_hz, 6.0, backend=backend, cuda_graphs=cuda_graphs)
-    )
+    config = pipeline_config(cfg.fps_hz, 6.0, backend=backend, cuda_graphs=cuda_graphs)
+    pipeline = Pipeline(config, detector_from_section(None, config, name=detector))
     rows = []
     frozen = not freeze_gc
     for i, frame in enumerate(frames):
@@ -86,6 +89,8 @@ def main() -> None:
     p.add_argument("--backend", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--cuda-graphs", action="store_true", help="with --backend cuda")
     p.add_argument("--cold", action="store_true", help="no kernel warm-up before the runs")
+    p.add_argument("--detector", choices=DETECTORS, default=None,
+                   help="initial detector (default: rtcal run's for 2p, learned)")
     p.add_argument("--gc-freeze", action="store_true",
                    help="freeze the heap after initialisation (rtcal.engine.gc_pauses)")
     p.add_argument("--neurons", type=int, default=None, help="neurons at every size "
@@ -100,13 +105,14 @@ def main() -> None:
                                          cuda_graphs=args.cuda_graphs))
         runs = [
             one_run(size, SIZES[size], args.frames, seed=100 + r, backend=args.backend,
-                    cuda_graphs=args.cuda_graphs, freeze_gc=args.gc_freeze)[0]
+                    cuda_graphs=args.cuda_graphs, freeze_gc=args.gc_freeze,
+                    detector=args.detector)[0]
             for r in range(args.runs)
         ]
         # One more, untimed, run under tracemalloc for the pipeline's own peak (host) memory.
         _, peak_mib = one_run(
             size, SIZES[size], args.frames, seed=100, trace_memory=True, backend=args.backend,
-            cuda_graphs=args.cuda_graphs,
+            cuda_graphs=args.cuda_graphs, detector=args.detector,
         )
         for r, ms in enumerate(runs):
             print(
