@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from detect_tiny import tiny_model
 
@@ -96,16 +97,13 @@ def test_pipeline_threshold_script_picks_the_best_mean_and_refuses_held_out_seed
         import pipeline_threshold as tool
     finally:
         sys.path.remove(str(TOOLS))
-    table = {0.4: [0.70, 0.80], 0.5: [0.80, 0.78], 0.6: [0.79, 0.79], 0.7: [0.60, 0.90]}
-    assert tool.best_threshold(table) == 0.5  # means 0.75, 0.79, 0.79, 0.75: the lower tie
-    assert tool.best_threshold({0.6: [0.8], 0.4: [0.8]}) == 0.4
+    # means 0.5, 0.625, 0.625, 0.375 (exact in binary): the best, and the lower of a tie
+    table = {0.4: [0.25, 0.75], 0.5: [0.5, 0.75], 0.6: [0.625, 0.625], 0.7: [0.5, 0.25]}
+    assert tool.best_threshold(table) == 0.5
+    assert tool.best_threshold({0.6: [0.5, 1.0], 0.4: [0.25, 0.5]}) == 0.6
     held_out = tool.SUITES["2p-256"].seeds[0]
-    try:
+    with pytest.raises(SystemExit, match="held-out"):
         tool.measure(Path("unused.pt"), "2p", [held_out], [0.5])
-    except SystemExit as e:
-        assert "held-out" in str(e)
-    else:
-        raise AssertionError("a held-out seed was accepted")
     assert not set(tool.DEV_SEEDS["2p"]) & set(tool.SUITES["2p-256"].seeds)
     assert not set(tool.DEV_SEEDS["1p"]) & set(tool.SUITES["1p-256"].seeds)
 

@@ -51,7 +51,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, metavar="S", help="simulation seed")
     p.add_argument(
         "--detector", choices=DETECTORS, default=None,
-        help="footprint detector: learned (the shipped weights; default) or seed (classical)",
+        help="footprint detector: learned (the shipped weights; default), seed (classical) "
+        "or learned+seed",
     )
     p.add_argument(
         "--offline", action="store_true", help="run from a movie file, without the live engine"

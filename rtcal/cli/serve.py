@@ -34,8 +34,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--ring-slots", type=int, metavar="N", help="frame slots in the ring")
     p.add_argument("--detect-every", type=int, metavar="N", help="frames between detector re-runs")
     p.add_argument("--detector", choices=DETECTORS,
-                   help="detector at initialisation and re-runs: learned (default for 2p) or "
-                   "seed (default for 1p)")
+                   help="detector at initialisation and re-runs: learned (default for 2p), "
+                   "seed (default for 1p) or learned+seed")
     p.add_argument("--weights", metavar="PATH", help="learned detector weights (default shipped)")
     p.add_argument("--realtime-priority", type=int, metavar="P",
                    help="SCHED_FIFO priority 1-98 for the receiver and frame loop (0: off)")

@@ -18,7 +18,12 @@ threshold 0.6 plus the seed detector's new footprints gave F1 0.833, 0.748,
 0.811, 0.846 (mean 0.793) for the learned detector alone: better on all six.
 The seed detector added 6-11 footprints to the network's 14-29 at
 initialisation. With the learned threshold at 0.5 the pair gave a mean of
-0.795, at 0.65 0.802. The cost is the second detector's time.
+0.795, at 0.65 0.802. Held out (``bench/accuracy.py``), the 2p 512x512 movies
+gained 0.016-0.024 and the 256x256 ones moved by -0.008 to +0.012, but on the
+real Neurofinder crop the seed detector's additions were mostly false:
+precision 0.56 -> 0.39. So ``learned+seed`` is an option, not the default
+(``rtcal.detect.factory``; README, "Learned detector"). The cost is the second
+detector's time.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ DETECTORS = ("seed", "learned", "learned+seed")
 # when none is named. 2p: the learned one at its pipeline threshold; over five
 # held-out movies (bench/accuracy.py) F1 mean 0.789 against 0.774 for the seed
 # detector, with initialisation about twice as fast. 1p: the seed detector, with
-# its ring-background initialisation (the learned one scored 0.77-0.82 inside
-# the pipeline against 0.79-0.92). README "Learned detector" has the figures.
+# its ring-background initialisation (on four development movies the learned one
+# reached a mean of 0.783 at its best threshold, 0.3, against 0.868).
+# README "Learned detector" has the figures.
 DEFAULT_DETECTOR = {"2p": "learned", "1p": "seed"}
 
 
@@ -67,7 +68,8 @@ DETECTOR_KEYS = ("name", "weights", "runtime", "device", "threads", "score_thres
 
 def describe_detector(detector: FootprintProposer) -> str:
     """What a results file records of its detector: "seed", "learned (score
-    threshold T)", or the class name of another proposer."""
+    threshold T)", the two of a combined one joined by " + ", or the class name of
+    another proposer."""
     if isinstance(detector, SeedDetector):
         return "seed"
     if type(detector).__name__ == "CombinedDetector":
@@ -85,7 +87,7 @@ def default_detector(mode: str) -> str:
 
 def detector_from_section(section: dict | None, pipeline_config, **flags) -> FootprintProposer:
     """The detector of an online pipeline (``rtcal run``, ``rtcal serve``) from a
-    config file's ``[detector]`` table (keys: name "seed" or "learned", weights,
+    config file's ``[detector]`` table (keys: name, one of ``DETECTORS``; weights,
     runtime, device, threads, score_threshold), with ``flags`` (the same keys,
     None = not given) taking precedence; default name: ``default_detector`` of the
     pipeline's mode. The learned detector uses the checkpoint's pipeline threshold."""

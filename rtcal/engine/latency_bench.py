@@ -56,7 +56,8 @@ class LatencyBenchConfig:
     detect_every_frames, radius_px: the engine's settings; search: also search the
     highest sustained rate (trials of trial_s from fps_hz up to search_max_hz);
     rules: trigger rules given to the engine (an event per frame that fires);
-    detector, weights: the engine's detector ("seed" or "learned"; "": the
+    detector, weights: the engine's detector (a name of
+    ``rtcal.detect.factory.DETECTORS``; "": the
     engine's default, ``rtcal.detect.factory.default_detector``) and weights;
     realtime_priority: 0, or SCHED_FIFO at this priority for the engine's
     receiver, frame loop and ZeroMQ threads and for this process's sender and
