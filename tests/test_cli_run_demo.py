@@ -10,14 +10,18 @@ from rtcal.cli import main
 from rtcal.store import read_results
 
 
-def test_simulate_run_eval_chain(tmp_path):
+def test_simulate_run_eval_chain(tmp_path, capsys):
     sim_dir = tmp_path / "sim"
     assert main(["simulate", str(sim_dir), "--size", "96", "96", "--frames", "360",
                  "--neurons", "12", "--seed", "4"]) == 0
     out = tmp_path / "res.h5"
+    capsys.readouterr()
     assert main(["run", str(sim_dir / "movie.tif"), "--out", str(out), "--fps", "30",
                  "--init-frames", "200"]) == 0
+    said = capsys.readouterr().out  # which detector ran: the 2p default, with its threshold
+    assert "detector: learned (score threshold " in said and "first 200 frames" in said
     with h5py.File(out, "r") as f:  # readable with h5py alone
+        assert f.attrs["detector"].startswith("learned (score threshold ")
         assert f.attrs["format"] == "rtcal-results"
         assert f["traces"].shape[1] == 360
         assert f.attrs["init_frames"] == 200

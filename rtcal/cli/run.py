@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         section = loaded.sections.get("detector") or {}
         detector = detector_from_section(section, config, name=args.detector,
                                          weights=args.weights)
+        console.print(f"detector: {describe_detector(detector)}, on the first "
+                      f"{config.init_frames} frames")
         summary = run_frames(
             with_progress(movie, console),
             args.out,

@@ -80,12 +80,14 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from rtcal.detect.factory import detector_from_section
+    from rtcal.detect.factory import describe_detector, detector_from_section
     from rtcal.engine.live import Engine
 
     engine_config, pipeline_config, rules, detector_section = build_configs(args)
     detector = detector_from_section(detector_section, pipeline_config, name=args.detector,
                                      weights=args.weights)
+    # stderr: the first line on stdout is the "listening:" line clients parse
+    print(f"rtcal serve: detector {describe_detector(detector)}", file=sys.stderr, flush=True)
     if engine_config.warm_kernels:
         print("rtcal serve: compiling kernels (about 20 s on a fresh machine, 1 s after)",
               file=sys.stderr, flush=True)
