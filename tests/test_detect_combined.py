@@ -75,7 +75,7 @@ def test_factory_builds_learned_plus_seed_with_the_pipeline_threshold(tmp_path):
     det = detector_from_section({"name": "learned+seed", "weights": str(weights)}, config)
     assert isinstance(det, CombinedDetector)
     assert isinstance(det.first, LearnedDetector) and isinstance(det.second, SeedDetector)
-    assert det.first.score_threshold == det.score_threshold == 0.6  # in the pipeline
+    assert det.first.score_threshold == 0.6  # the pipeline threshold
     assert describe_detector(det) == "learned (score threshold 0.6) + seed"
     standalone = make_detector("learned+seed", config, weights=weights, score_threshold=0.7)
     assert standalone.first.score_threshold == 0.7

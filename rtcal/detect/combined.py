@@ -59,11 +59,6 @@ class CombinedDetector:
         self.min_iou, self.max_covered = min_iou, max_covered
         self.last_counts: CombinedCounts | None = None
 
-    @property
-    def score_threshold(self) -> float | None:
-        """The first detector's score threshold, where it has one."""
-        return getattr(self.first, "score_threshold", None)
-
     def propose(self, window: np.ndarray) -> Proposal:
         from rtcal.engine.novelty import find_new
 

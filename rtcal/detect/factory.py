@@ -80,16 +80,11 @@ def describe_detector(detector: FootprintProposer) -> str:
     return type(detector).__name__
 
 
-def default_detector(mode: str) -> str:
-    """The detector used for a recording of ``mode`` ("2p" or "1p") when none is named."""
-    return DEFAULT_DETECTOR[mode]
-
-
 def detector_from_section(section: dict | None, pipeline_config, **flags) -> FootprintProposer:
     """The detector of an online pipeline (``rtcal run``, ``rtcal serve``) from a
     config file's ``[detector]`` table (keys: name, one of ``DETECTORS``; weights,
     runtime, device, threads, score_threshold), with ``flags`` (the same keys,
-    None = not given) taking precedence; default name: ``default_detector`` of the
+    None = not given) taking precedence; default name: ``DEFAULT_DETECTOR`` of the
     pipeline's mode. The learned detector uses the checkpoint's pipeline threshold."""
     section = dict(section or {})
     unknown = sorted(set(section) - set(DETECTOR_KEYS))
@@ -97,5 +92,5 @@ def detector_from_section(section: dict | None, pipeline_config, **flags) -> Foo
         raise DetectorChoiceError(f"[detector]: unknown keys {unknown}; known: "
                                   f"{', '.join(DETECTOR_KEYS)}")
     section.update({k: v for k, v in flags.items() if v is not None})
-    name = section.pop("name", None) or default_detector(pipeline_config.mode)
+    name = section.pop("name", None) or DEFAULT_DETECTOR[pipeline_config.mode]
     return make_detector(name, pipeline_config, in_pipeline=True, **section)

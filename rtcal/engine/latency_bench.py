@@ -58,7 +58,7 @@ class LatencyBenchConfig:
     rules: trigger rules given to the engine (an event per frame that fires);
     detector, weights: the engine's detector (a name of
     ``rtcal.detect.factory.DETECTORS``; "": the
-    engine's default, ``rtcal.detect.factory.default_detector``) and weights;
+    engine's default, ``rtcal.detect.factory.DEFAULT_DETECTOR``) and weights;
     realtime_priority: 0, or SCHED_FIFO at this priority for the engine's
     receiver, frame loop and ZeroMQ threads and for this process's sender and
     subscriber (as a rig runs its acquisition and stimulation programs;
