@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (
 EMULATION = r"""
 #include <atomic>
 #include <barrier>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -41,13 +42,16 @@ EMULATION = r"""
 
 struct Dim { unsigned x = 0, y = 0, z = 0; };
 thread_local Dim threadIdx;
-Dim blockIdx, blockDim;
+Dim blockIdx, blockDim, gridDim;
+struct float2 { float x, y; };  // CUDA's built-in vector type (complex64 memory)
+using std::isfinite;
 static std::unique_ptr<std::barrier<>> block_barrier;
 static std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
 static std::vector<double> shuffle_slots;
 double red[8192];  // the kernels' `extern __shared__ double red[]`
 
 #define __global__
+#define __device__
 #define __restrict__
 #define __shared__
 
@@ -67,6 +71,7 @@ double atomicAdd(double* p, double v) { return std::atomic_ref<double>(*p).fetch
 
 static void launch(unsigned grid, unsigned block, const std::function<void()>& body) {
     blockDim.x = block;
+    gridDim.x = grid;
     for (unsigned b = 0; b < grid; ++b) {
         blockIdx.x = b;
         block_barrier = std::make_unique<std::barrier<>>(block);

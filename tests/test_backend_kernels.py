@@ -17,7 +17,7 @@ from rtcal.motion.xp_rigid import apply_shift as apply_shift_xp
 from rtcal.motion.xp_rigid import centre, rigid_tables, spectrum_and_power
 from rtcal.motion.xp_rigid import shift_from_product as shift_from_product_xp
 from rtcal.nmf.background import cosine_basis
-from rtcal.nmf.device_step import gram_with_background
+from rtcal.nmf.device_step import gram_with_background, grown_gram
 from rtcal.nmf.footprints import FootprintSet
 from rtcal.nmf.hals import hals, hals_reference
 from rtcal.nmf.residual import ResidualBuffer, bin_and_smooth_reference
@@ -77,6 +77,17 @@ def _close(got, want, rtol):
         np.abs(got - want).max(),
         np.abs(want).max(),
     )
+
+
+def test_grown_gram_equals_the_gram_of_the_grown_set():
+    rng, fs, B, _, G_old, *_ = _problem(seed=3)
+    K_old, H, W = fs.n_components, fs.height, fs.width
+    fs.add(_blobs(rng, 5, H, W), born_frame=1, margin_px=2)  # some overlap the old ones
+    want = gram_with_background(fs.csr, B)
+    cpu = get_backend("cpu")
+    got = grown_gram(cpu.asarray(G_old), fs.csr, K_old, B, cpu)
+    _close(got, want, 1e-6)
+    assert np.abs(want[K_old:fs.n_components, :K_old]).max() > 0  # new rows touch old ones
 
 
 # ----------------------------------------------------------------- traces

@@ -14,6 +14,8 @@ need it. The per-frame kernels are xp-generic (``rtcal.motion.xp_rigid``,
   round-robin order from device memory, so it can sit inside a CUDA graph;
 - :func:`csr_matvec`: CSR x dense vector (A y and A^T c) without cuSPARSE,
   which CuPy refuses inside a graph capture;
+- :func:`motion_launcher`: launches the fused rigid-registration kernels of
+  :mod:`rtcal.backend.cuda_motion`;
 - :class:`CapturedGraph`: capture a function of static buffers once and replay
   it with one launch.
 
@@ -378,6 +380,23 @@ def csr_matvec(indptr, indices, data, x, out, *, long_rows: bool) -> None:
         threads = 256
         blocks = (n_rows + threads - 1) // threads
     kernel((blocks,), (threads,), (indptr, indices, data, x, out, np.int64(n_rows)))
+
+
+def motion_launcher():
+    """A :data:`rtcal.backend.cuda_motion.Launcher` for the fused motion kernels: their
+    module compiled once per process, each launch on the current stream."""
+    from rtcal.backend.cuda_motion import MOTION_SOURCE, typed_args
+
+    if "motion" not in _KERNELS:
+        cp = import_cupy()
+        _KERNELS["motion"] = cp.RawModule(code=MOTION_SOURCE, options=("--std=c++14",))
+    module = _KERNELS["motion"]
+
+    def launch(name: str, blocks: int, threads: int, args: tuple, shared_bytes: int) -> None:
+        module.get_function(name)((int(blocks),), (int(threads),), typed_args(name, args),
+                                  shared_mem=int(shared_bytes))
+
+    return launch
 
 
 # ------------------------------------------------------------------ graphs
