@@ -33,8 +33,11 @@ against the hand-drawn regions (no trace correlation: the regions have no
 traces).
 
 One row per movie (F1, precision, recall, trace correlation, components,
-initialisation time, per-frame median and p99), then per suite the median and
-range over its seeds next to the target; that table is printed last.
+initialisation time, per-frame median and p99, and the activity ceiling: the F1
+of finding exactly the cells that spike at least once in the movie and nothing
+else, ``rtcal.metrics.activity_ceiling``), then per suite the median and range
+over its seeds next to the target, and the ceiling's median; that table is
+printed last.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ limit_blas_threads()
 from rtcal.config import load_config  # noqa: E402
 from rtcal.detect.factory import detector_from_section  # noqa: E402
 from rtcal.engine.run import run_frames  # noqa: E402
-from rtcal.metrics import evaluate, truth_from_arrays  # noqa: E402
+from rtcal.metrics import activity_ceiling, evaluate, truth_from_arrays  # noqa: E402
 from rtcal.sim import Simulation, make_config  # noqa: E402
 from rtcal.store import read_results  # noqa: E402
 
@@ -85,10 +88,11 @@ SUITES = {
 }
 
 
-def simulate(suite: Suite, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate(suite: Suite, seed: int, spikes: list | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frames (T, H, W) uint16, true footprints (K, H, W), true calcium (K, T)),
     as ``rtcal simulate OUT --mode M --size H W --frames T --neurons K --fps F
-    --seed S`` writes them."""
+    --seed S`` writes them; each cell's spike count is appended to ``spikes`` if given."""
     cfg = make_config(suite.mode, height=suite.size[0], width=suite.size[1],
                       n_neurons=suite.neurons, n_frames=suite.frames, fps_hz=suite.fps,
                       seed=seed)
@@ -96,6 +100,8 @@ def simulate(suite: Suite, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     chunks = list(sim.chunks())
     frames = np.concatenate([c.images for c in chunks])
     calcium = np.concatenate([c.calcium for c in chunks]).T
+    if spikes is not None:
+        spikes.append(np.concatenate([c.spikes for c in chunks]).astype(bool).sum(axis=0))
     return frames, sim.footprints, calcium
 
 
@@ -143,8 +149,10 @@ def summarise(name: str, rows: list[dict], target_f1: float | None,
         return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
                 "mean": float(v.mean())}
 
+    ceiling = np.array([r["ceiling_f1"] for r in rows if r.get("ceiling_f1") is not None])
     out = {"suite": name, "movies": len(rows), "f1": stats(f1), "trace_corr": stats(corr),
-           "target_f1": target_f1, "target_corr": target_corr}
+           "target_f1": target_f1, "target_corr": target_corr,
+           "ceiling_f1": stats(ceiling)}
     out["f1_met"] = None if target_f1 is None or not f1.size else bool(
         np.median(f1) >= target_f1)
     out["corr_met"] = None if target_corr is None or not corr.size else bool(
@@ -166,7 +174,8 @@ def _row_line(suite: str, seed, r: dict) -> str:
     return (f"| {suite} | {seed} | {_fmt(r['f1'])} | {_fmt(r['precision'], '.2f')} | "
             f"{_fmt(r['recall'], '.2f')} | {r['tp']} / {r['fp']} / {r['fn']} | "
             f"{_fmt(r['trace_corr'])} | {r['components']} | {_fmt(r['init_s'], '.1f')} | "
-            f"{_fmt(r['frame_ms_median'], '.2f')} / {_fmt(r['frame_ms_p99'], '.2f')} |")
+            f"{_fmt(r['frame_ms_median'], '.2f')} / {_fmt(r['frame_ms_p99'], '.2f')} | "
+            f"{_fmt(r.get('ceiling_f1'))} |")
 
 
 def main() -> None:
@@ -185,18 +194,20 @@ def main() -> None:
     args = ap.parse_args()
 
     print("| suite | seed | F1 | P | R | TP / FP / FN | trace r | components | init s "
-          "| frame ms median / p99 |")
-    print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |", flush=True)
+          "| frame ms median / p99 | ceiling |")
+    print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: |", flush=True)
     rows: dict[str, list[dict]] = {}
     for name in [s for s in args.suite if s != "none"]:
         suite = SUITES[name]
         for seed in args.seeds or suite.seeds:
-            frames, footprints, calcium = simulate(suite, seed)
+            spikes: list[np.ndarray] = []
+            frames, footprints, calcium = simulate(suite, seed, spikes)
             r = run_and_score(frames, truth_from_arrays(footprints, calcium=calcium),
                               fps=suite.fps, radius=suite.radius, mode=suite.mode,
                               config_path=args.config)
             del frames
             r["seed"] = seed
+            r["ceiling_f1"] = activity_ceiling(spikes).f1
             rows.setdefault(name, []).append(r)
             print(_row_line(name, seed, r), flush=True)
     if args.real is not None:
@@ -219,8 +230,9 @@ def main() -> None:
                   SUITES[name].target_corr if name in SUITES else None)
         for name, rs in rows.items()
     ]
-    print("\n| suite | movies | F1 median (range) | target | trace r median (range) | target |")
-    print("| --- | ---: | --- | --- | --- | --- |")
+    print("\n| suite | movies | F1 median (range) | target | trace r median (range) | target "
+          "| activity ceiling median |")
+    print("| --- | ---: | --- | --- | --- | --- | ---: |")
     for s in summaries:
         f, c = s["f1"], s["trace_corr"]
 
@@ -230,7 +242,8 @@ def main() -> None:
         print(f"| {s['suite']} | {s['movies']} | {f['median']:.3f} ({f['min']:.3f}-{f['max']:.3f}) "
               f"| {verdict(s['f1_met'], s['target_f1'])} | "
               + ("-" if c is None else f"{c['median']:.3f} ({c['min']:.3f}-{c['max']:.3f})")
-              + f" | {verdict(s['corr_met'], s['target_corr'])} |")
+              + f" | {verdict(s['corr_met'], s['target_corr'])} | "
+              + ("-" if s["ceiling_f1"] is None else f"{s['ceiling_f1']['median']:.3f}") + " |")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summaries": summaries}, indent=1))
         print(f"wrote {args.json}")

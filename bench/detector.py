@@ -28,6 +28,9 @@ over all true-positive pairs, median detector time per window. --oracle adds
 the true masks at the network's 1/4 resolution through the same chain after the
 network (tiles, merge, footprints, traces): the ceiling of the learned detector;
 --fit-footprints adds rank-1 fitted footprints beside the default flat masks.
+Two "ceiling" rows per mode close the table: the F1 of a detector that would
+find exactly the cells that spike at least once (twice) in their window and
+nothing else, what the window's activity can reveal at all.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from rtcal.detect.standalone import detect_window, to_results  # noqa: E402
 from rtcal.detect.train_data import VALIDATION_SEED_BASE  # noqa: E402
 from rtcal.engine.pipeline import pipeline_config  # noqa: E402
 from rtcal.errors import RtcalError  # noqa: E402
-from rtcal.metrics import evaluate, truth_from_arrays  # noqa: E402
+from rtcal.metrics import activity_ceiling, evaluate, truth_from_arrays  # noqa: E402
 from rtcal.sim import Simulation, make_config, static_truth  # noqa: E402
 
 HELD_OUT_SEED_BASE = VALIDATION_SEED_BASE + 500_000_000  # above every validation seed used
@@ -65,14 +68,18 @@ SPEED_SIZES = (256, 512)
 NEURONS_PER_256 = 60
 
 
-def simulate(mode: str, size: int, neurons: int, n_frames: int, seed: int):
-    """(frames uint16 (T, S, S), truth footprints (K, S, S), calcium (K, T), radius px)."""
+def simulate(mode: str, size: int, neurons: int, n_frames: int, seed: int,
+             spikes: list | None = None):
+    """(frames uint16 (T, S, S), truth footprints (K, S, S), calcium (K, T), radius px,
+    fps); each cell's spike count in the window is appended to ``spikes`` if given."""
     cfg = make_config(mode, height=size, width=size, n_neurons=neurons, n_frames=n_frames,
                       seed=seed)
     sim = Simulation(cfg)
     chunks = list(sim.chunks())
     frames = np.concatenate([c.images for c in chunks])
     calcium = np.concatenate([c.calcium for c in chunks]).T
+    if spikes is not None:
+        spikes.append(np.concatenate([c.spikes for c in chunks]).astype(bool).sum(axis=0))
     radius = 0.5 * (cfg.radius_min_px + cfg.radius_max_px)
     return frames, static_truth(sim)["footprints"], calcium, radius, cfg.fps_hz
 
@@ -229,9 +236,10 @@ def ablation(args) -> list[tuple]:
         for detector in built.values():  # untimed: ONNX export / engine build, first calls
             detector.propose(warm)
         pooled = {name: Pooled() for name in detectors}
+        spikes: list[np.ndarray] = []
         for w in range(args.windows):
             frames, footprints, calcium, radius, fps = simulate(
-                mode, 256, NEURONS_PER_256, args.frames, HELD_OUT_SEED_BASE + w)
+                mode, 256, NEURONS_PER_256, args.frames, HELD_OUT_SEED_BASE + w, spikes)
             for name, detector in built.items():
                 if isinstance(detector, OracleDetector):
                     detector.labels = label_image(footprints)
@@ -242,6 +250,10 @@ def ablation(args) -> list[tuple]:
             rows.append((mode, name, p.f1, corr, float(np.median(p.seconds)), p.n_tp, p.n_est,
                          p.n_true))
             print(f"  {mode} {name}: F1 {p.f1:.3f}, trace r {corr:.3f}")
+        for k in (1, 2):
+            c = activity_ceiling(spikes, k)
+            rows.append((mode, f"ceiling: exactly the cells with >= {k} spike(s) in the window",
+                         c.f1, float("nan"), float("nan"), c.n_active, c.n_active, c.n_true))
     return rows
 
 
@@ -283,7 +295,9 @@ def main() -> None:
         print("| mode | detector | F1 | median trace r | detector s | TP / est / true |")
         print("| --- | --- | ---: | ---: | ---: | --- |")
         for mode, name, f1, corr, secs, tp, est, true in ablation_rows:
-            print(f"| {mode} | {name} | {f1:.3f} | {corr:.3f} | {secs:.2f} | "
+            secs_text = "-" if np.isnan(secs) else f"{secs:.2f}"
+            corr_text = "-" if np.isnan(corr) else f"{corr:.3f}"
+            print(f"| {mode} | {name} | {f1:.3f} | {corr_text} | {secs_text} | "
                   f"{tp} / {est} / {true} |")
 
 

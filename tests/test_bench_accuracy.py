@@ -36,7 +36,8 @@ def _tiny_suite(bench, mode="2p", frames=120):
 def test_simulated_movie_is_the_one_rtcal_simulate_writes(tmp_path, mode):
     bench = _bench()
     suite = _tiny_suite(bench, mode)
-    frames, footprints, calcium = bench.simulate(suite, 5)
+    spikes = []
+    frames, footprints, calcium = bench.simulate(suite, 5, spikes)
     # what `rtcal simulate OUT --mode M --size 64 64 --frames 120 --neurons 6 --seed 5` writes
     paths = write_simulation(tmp_path, make_config(mode, height=64, width=64, n_neurons=6,
                                                    n_frames=120, fps_hz=suite.fps, seed=5))
@@ -44,6 +45,7 @@ def test_simulated_movie_is_the_one_rtcal_simulate_writes(tmp_path, mode):
     with np.load(paths.truth) as truth:
         np.testing.assert_array_equal(footprints, truth["footprints"])
         np.testing.assert_array_equal(calcium, truth["calcium"])
+        np.testing.assert_array_equal(spikes[0], (truth["spikes"] > 0).sum(axis=1))
 
 
 def test_run_and_score_matches_a_plain_run_and_eval(tmp_path):
@@ -78,6 +80,10 @@ def test_summary_is_median_and_range_against_the_target():
     assert s["f1_met"] is True  # median 0.86 >= 0.85, though one movie is under
     assert s["trace_corr"]["median"] == pytest.approx(0.95)  # the None row is left out
     assert s["corr_met"] is True
+    assert s["ceiling_f1"] is None  # no row carried one
+    with_ceiling = [dict(r, ceiling_f1=v) for r, v in zip(rows, (0.9, 0.8, 0.95), strict=True)]
+    s = bench.summarise("x", with_ceiling, 0.85, 0.95)
+    assert s["ceiling_f1"]["median"] == pytest.approx(0.9)
     assert bench.summarise("x", rows, 0.87, 0.96)["f1_met"] is False
     assert bench.summarise("x", rows, 0.87, 0.96)["corr_met"] is False
     no_target = bench.summarise("real", [{"f1": 0.3, "trace_corr": None}], None, None)

@@ -10,6 +10,7 @@ Entry points: ``load_truth`` -> ``Truth``; ``evaluate(results, truth)`` ->
 ``EvalReport``; ``report_to_dict`` for its JSON form.
 """
 
+from rtcal.metrics.ceiling import Ceiling, activity_ceiling
 from rtcal.metrics.evaluate import EvalReport, EvaluationError, evaluate, score_footprints
 from rtcal.metrics.matching import (
     CAIMAN,
@@ -30,6 +31,7 @@ from rtcal.metrics.truth import Truth, TruthError, dense_to_csr, load_truth, tru
 
 __all__ = [
     "CAIMAN",
+    "Ceiling",
     "MAIN",
     "Convention",
     "EvalReport",
@@ -39,6 +41,7 @@ __all__ = [
     "Scores",
     "SnrBin",
     "Truth",
+    "activity_ceiling",
     "TruthError",
     "binarise",
     "dense_to_csr",

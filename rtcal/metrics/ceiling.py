@@ -1,0 +1,38 @@
+"""The activity ceiling: the F1 a detector would score if it found exactly the
+cells that fire in the frames it saw, and nothing else.
+
+A simulated cell that never spikes in a recording shows only through its
+resting fluorescence, and a soma hides the neuropil behind it, so a dim one is
+often darker than its surroundings (``tools/missed_cells.py``). The ceiling
+says how much of a target activity can reach at all: in 500-frame windows of
+the default 2p simulation about half the cells are silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """f1 of finding exactly the n_active cells with >= min_spikes spikes out of n_true."""
+
+    f1: float
+    n_active: int
+    n_true: int
+    min_spikes: int
+
+
+def activity_ceiling(spike_counts, min_spikes: int = 1) -> Ceiling:
+    """spike_counts: each true cell's number of spikes (one array, or a list of arrays
+    pooled over movies or windows)."""
+    if min_spikes < 1:
+        raise ValueError(f"min_spikes={min_spikes}: must be >= 1")
+    counts = np.concatenate([np.ravel(c) for c in spike_counts]) if isinstance(
+        spike_counts, list | tuple) else np.ravel(spike_counts)
+    n_true = int(counts.size)
+    n_active = int((counts >= min_spikes).sum())
+    f1 = 2 * n_active / (n_active + n_true) if n_true else float("nan")
+    return Ceiling(f1, n_active, n_true, int(min_spikes))
