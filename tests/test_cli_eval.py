@@ -53,8 +53,10 @@ def files(tmp_path):
     k = np.arange(12)
     centres = np.column_stack([10 + 15 * (k // 4), 10 + 18 * (k % 4)]).astype(float)
     calcium = rng.random((12, T)).astype(np.float32)
+    spikes = np.zeros_like(calcium)
+    spikes[:3, 10] = 1.0  # cells 0-2 spike once, the rest never
     np.savez(tmp_path / "truth.npz", footprints=cells(centres), calcium=calcium,
-             spikes=np.zeros_like(calcium), shifts=np.zeros((T, 2), np.float32),
+             spikes=spikes, shifts=np.zeros((T, 2), np.float32),
              fps=np.float32(30.0), snr=np.linspace(0.5, 10, 12).astype(np.float32))
     est = np.concatenate([cells(centres[:10] + (2.0, -2.0)), cells([[58.0, 75.0]])])
     traces = np.concatenate([2 * calcium[:10] + 1, rng.random((1, T), np.float32)])
@@ -80,6 +82,9 @@ def test_eval_prints_table_and_writes_json(files, capsys):
     assert d["unaligned"]["n_tp"] < 10 and d["unaligned"]["caiman"]["n_tp"] == 10
     assert sum(b["n_true"] for b in d["recall_by_snr"]) == 12
     assert sum(b["n_tp"] for b in d["recall_by_snr"]) == 10
+    assert [b["n_true"] for b in d["recall_by_spikes"]] == [9, 3, 0, 0, 0]
+    assert d["activity_ceiling"]["n_active"] == 3
+    assert "recall by spikes" in text and "activity ceiling: F1 0.400" in text
     assert d["results_path"].endswith("results.h5") and "matches" not in d
 
 

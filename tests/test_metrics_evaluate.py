@@ -131,6 +131,34 @@ def test_recall_by_snr_bins_add_up():
     assert bins[0]["recall"] == 0.5 and bins[3]["recall"] == 1.0
 
 
+def test_recall_by_spikes_and_the_ceiling_count_the_frames_the_results_cover():
+    n = 12
+    c = grid_centres(n)
+    spikes = np.zeros((n, T), np.float32)
+    spikes[0, 5] = spikes[1, [5, 70]] = 1.0  # cell 1 spikes again after frame 60
+    spikes[2, [3, 8, 12, 20, 30, 40]] = 2.0  # counts as 6 frames with a spike
+    spikes[3, 100] = 1.0  # only after frame 60
+    truth = truth_from_arrays(gaussian_cells(c), true_calcium(n), spikes=spikes)
+    found = [0, 2, 3, 4]  # cells 0, 2, 3 and silent 4
+    res = make_results(gaussian_cells(c[found]), frame_index=np.arange(60))
+    rep = evaluate(res, truth)
+    bins = report_to_dict(rep)["recall_by_spikes"]
+    # frames 0-59: cell 0 and cell 1 once, cell 2 six times, cells 3-11 never
+    assert [(b["spikes_lo"], b["spikes_hi"]) for b in bins] == [
+        (0, 1), (1, 2), (2, 5), (5, 10), (10, None)]
+    assert [b["n_true"] for b in bins] == [9, 2, 0, 1, 0]
+    assert [b["n_tp"] for b in bins] == [2, 1, 0, 1, 0]
+    assert bins[2]["recall"] is None and bins[3]["recall"] == 1.0
+    assert report_to_dict(rep)["activity_ceiling"] == {
+        "f1": pytest.approx(2 * 3 / (3 + 12)), "n_active": 3, "n_true": 12}
+    whole = evaluate(make_results(gaussian_cells(c[found]), frame_index=np.arange(T)), truth)
+    assert whole.ceiling.n_active == 4  # cell 3's spike at frame 100 now counts
+    no_spikes = evaluate(res, truth_from_arrays(gaussian_cells(c), true_calcium(n)))
+    assert no_spikes.recall_by_spikes is None and no_spikes.ceiling is None
+    d = report_to_dict(no_spikes)
+    assert d["recall_by_spikes"] is None and d["activity_ceiling"] is None
+
+
 def test_trace_correlation_uses_tp_pairs_and_skips_unborn_frames():
     c, cal, truth = scenario()
     traces = (3.0 * cal + 1.0).copy()

@@ -96,6 +96,22 @@ def print_report(d: dict, console) -> None:
             hi = "inf" if b["snr_hi"] is None else f"{b['snr_hi']:g}"
             snr.add_row(f"[{lo}, {hi})", str(b["n_true"]), str(b["n_tp"]), _fmt(b["recall"]))
         console.print(snr)
+    if d.get("recall_by_spikes") is not None:
+        by = Table(title="recall by spikes in the evaluated frames")
+        for col in ("spikes", "true", "TP", "recall"):
+            by.add_column(col, justify="right")
+        for b in d["recall_by_spikes"]:
+            lo, hi = b["spikes_lo"], b["spikes_hi"]
+            label = (f"{lo}+" if hi is None else str(lo) if hi == lo + 1
+                     else f"{lo}-{hi - 1}")
+            by.add_row(label, str(b["n_true"]), str(b["n_tp"]), _fmt(b["recall"]))
+        console.print(by)
+        c = d["activity_ceiling"]
+        console.print(
+            f"activity ceiling: F1 {_fmt(c['f1'])} for finding exactly the {c['n_active']} of "
+            f"{c['n_true']} neurons that spike in these frames (a silent neuron shows only "
+            "at rest)"
+        )
     if d["alignment_worse"]:
         console.print("[bold red]alignment made the scores worse than unaligned[/]")
     for note in d["warnings"]:

@@ -36,3 +36,37 @@ def activity_ceiling(spike_counts, min_spikes: int = 1) -> Ceiling:
     n_active = int((counts >= min_spikes).sum())
     f1 = 2 * n_active / (n_active + n_true) if n_true else float("nan")
     return Ceiling(f1, n_active, n_true, int(min_spikes))
+
+
+# Interior edges of the spike-count bins of ``rtcal eval``: 0, 1, 2-4, 5-9, 10 or more.
+DEFAULT_SPIKE_EDGES: tuple[int, ...] = (1, 2, 5, 10)
+
+
+@dataclass(frozen=True)
+class SpikeBin:
+    """True neurons with lo <= spikes < hi (hi = None: no upper end); recall = n_tp / n_true
+    (NaN for an empty bin)."""
+
+    lo: int
+    hi: int | None
+    n_true: int
+    n_tp: int
+    recall: float
+
+
+def recall_by_spikes(spike_counts: np.ndarray, tp_true_index: np.ndarray,
+                     edges: tuple[int, ...] = DEFAULT_SPIKE_EDGES) -> tuple[SpikeBin, ...]:
+    """Recall per bin of spike count: [0, e_1), [e_1, e_2), ..., [e_n, inf)."""
+    counts = np.asarray(spike_counts, np.int64)
+    bounds = [0, *[int(e) for e in edges]]
+    if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
+        raise ValueError(f"spike-count bin edges must increase from >= 1, got {edges}")
+    is_tp = np.zeros(counts.size, bool)
+    is_tp[np.asarray(tp_true_index, np.int64)] = True
+    bins = []
+    for i, lo in enumerate(bounds):
+        hi = bounds[i + 1] if i + 1 < len(bounds) else None
+        member = (counts >= lo) & (counts < hi if hi is not None else True)
+        n_true, n_tp = int(member.sum()), int((member & is_tp).sum())
+        bins.append(SpikeBin(lo, hi, n_true, n_tp, n_tp / n_true if n_true else float("nan")))
+    return tuple(bins)

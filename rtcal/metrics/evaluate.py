@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rtcal.errors import RtcalError
+from rtcal.metrics.ceiling import Ceiling, SpikeBin, activity_ceiling, recall_by_spikes
 from rtcal.metrics.matching import (
     CAIMAN,
     MAIN,
@@ -83,6 +84,10 @@ class EvalReport:
     median_trace_corr: median r over the true-positive pairs (None without calcium)
     unaligned_median_trace_corr: the same for the unaligned matching
     recall_by_snr: per-bin recall (None when the truth has no SNR)
+    recall_by_spikes: recall per bin of spike count in the frames the results cover
+        (None when the truth has no spikes)
+    ceiling: the activity ceiling over those frames (rtcal.metrics.ceiling: F1 of
+        finding exactly the neurons that spike there), or None
     alignment_worse: True if aligning lowered F1 under either convention
     warnings: human-readable notes (clamped offset, clipped regions, ...)
     truth_ids: int64 (K_true,) ids of the true neurons (regions.json ids), or None
@@ -101,6 +106,8 @@ class EvalReport:
     recall_by_snr: tuple[SnrBin, ...] | None
     alignment_worse: bool
     warnings: tuple[str, ...]
+    recall_by_spikes: tuple[SpikeBin, ...] | None = None
+    ceiling: Ceiling | None = None
     truth_ids: np.ndarray | None = None
     n_clipped_px: int = 0
     n_dropped_regions: int = 0
@@ -165,6 +172,17 @@ def _warnings(results: Results, truth: Truth, fe: FootprintEval) -> list[str]:
     return notes
 
 
+def spike_counts(results: Results, truth: Truth) -> np.ndarray | None:
+    """Each true neuron's spikes in the movie frames the results cover (all of the
+    truth's frames when the results hold none), or None without true spikes."""
+    if truth.spikes is None:
+        return None
+    index = np.asarray(results.frame_index, np.int64)
+    index = index[(index >= 0) & (index < truth.spikes.shape[1])]
+    spikes = truth.spikes[:, index] if results.n_frames else truth.spikes
+    return spikes.sum(axis=1).astype(np.int64)
+
+
 def _alive(results: Results) -> tuple[Results, int]:
     """``results`` without its retired components, and how many there were."""
     alive = results.retired_frame < 0
@@ -200,6 +218,11 @@ def evaluate(
     by_snr = None
     if truth.snr is not None:
         by_snr = recall_by_snr(truth.snr, fe.main.true_index[fe.main.is_tp], snr_edges)
+    counts = spike_counts(results, truth)
+    by_spikes = ceiling = None
+    if counts is not None:
+        by_spikes = recall_by_spikes(counts, fe.main.true_index[fe.main.is_tp])
+        ceiling = activity_ceiling(counts)
     notes = _warnings(results, truth, fe)
     if n_retired:
         notes.append(f"{n_retired} retired components (merged or dead) not scored")
@@ -216,6 +239,8 @@ def evaluate(
         recall_by_snr=by_snr,
         alignment_worse=bool(_f1_drops(fe)),
         warnings=tuple(notes),
+        recall_by_spikes=by_spikes,
+        ceiling=ceiling,
         truth_ids=truth.ids,
         n_clipped_px=truth.n_clipped_px,
         n_dropped_regions=truth.n_dropped_regions,

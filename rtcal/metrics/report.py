@@ -13,6 +13,10 @@ Top level (main convention, after alignment)::
     unaligned {... as the top-level scores ..., median_trace_corr, caiman {...}},
     recall_by_snr [{snr_lo, snr_hi, n_true, n_tp, recall}] or null
         (snr_lo / snr_hi null for an open end, recall null for an empty bin),
+    recall_by_spikes [{spikes_lo, spikes_hi, n_true, n_tp, recall}] or null
+        (spikes in the frames the results cover; spikes_hi null for the open end),
+    activity_ceiling {f1, n_active, n_true} or null (F1 of finding exactly the
+        neurons that spike in those frames),
     truth {kind, n_clipped_px, n_dropped_regions}, warnings [str],
     matches (only with details) {est_index, true_index, true_id, iou, is_tp, trace_corr}
 
@@ -96,6 +100,14 @@ def report_to_dict(report: EvalReport, details: bool = False) -> dict:
              "n_true": b.n_true, "n_tp": b.n_tp, "recall": finite_or_none(b.recall)}
             for b in report.recall_by_snr
         ],
+        "recall_by_spikes": None if report.recall_by_spikes is None else [
+            {"spikes_lo": b.lo, "spikes_hi": b.hi, "n_true": b.n_true, "n_tp": b.n_tp,
+             "recall": finite_or_none(b.recall)}
+            for b in report.recall_by_spikes
+        ],
+        "activity_ceiling": None if report.ceiling is None else {
+            "f1": finite_or_none(report.ceiling.f1), "n_active": report.ceiling.n_active,
+            "n_true": report.ceiling.n_true},
         "truth": {"kind": report.truth_kind, "n_clipped_px": report.n_clipped_px,
                   "n_dropped_regions": report.n_dropped_regions},
         "warnings": list(report.warnings),

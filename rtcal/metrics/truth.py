@@ -32,6 +32,7 @@ class Truth:
     calcium: float32 (K, T_true) true calcium (dF/F) per movie frame, or None
         (regions.json has none)
     snr: float32 (K,) single-spike SNR per neuron, or None
+    spikes: bool (K, T_true) whether each neuron spiked in each movie frame, or None
     ids: int64 (K,) neuron ids (row number for npz, ``id`` for regions.json)
     kind: "npz", "regions" or "arrays"
     n_clipped_px: regions.json coordinates outside the frame (dropped)
@@ -43,6 +44,7 @@ class Truth:
     width: int
     calcium: np.ndarray | None = None
     snr: np.ndarray | None = None
+    spikes: np.ndarray | None = None
     ids: np.ndarray | None = None
     kind: str = "arrays"
     n_clipped_px: int = 0
@@ -77,8 +79,10 @@ def truth_from_arrays(
     calcium: np.ndarray | None = None,
     snr: np.ndarray | None = None,
     kind: str = "arrays",
+    spikes: np.ndarray | None = None,
 ) -> Truth:
-    """Build a Truth from dense footprints (K, H, W) and optional calcium (K, T), snr (K,)."""
+    """Build a Truth from dense footprints (K, H, W) and optional calcium (K, T), snr (K,)
+    and spikes (K, T) (counts or amplitudes; > 0 where a neuron spiked)."""
     fp = np.asarray(footprints)
     if fp.ndim != 3:
         raise TruthError(f"truth footprints must be (K, H, W), got shape {fp.shape}")
@@ -91,12 +95,18 @@ def truth_from_arrays(
         snr = np.asarray(snr, dtype=np.float32)
         if snr.shape != (k,):
             raise TruthError(f"truth snr must be (K={k},), got shape {snr.shape}")
+    if spikes is not None:
+        spikes = np.asarray(spikes)
+        if spikes.ndim != 2 or spikes.shape[0] != k:
+            raise TruthError(f"truth spikes must be (K={k}, T), got shape {spikes.shape}")
+        spikes = spikes > 0
     return Truth(
         footprints=dense_to_csr(fp),
         height=h,
         width=w,
         calcium=calcium,
         snr=snr,
+        spikes=spikes,
         ids=np.arange(k, dtype=np.int64),
         kind=kind,
     )
@@ -109,7 +119,8 @@ def load_npz(path: Path, height: int, width: int) -> Truth:
     """
     try:
         with np.load(path, allow_pickle=False) as npz:
-            data = {key: npz[key] for key in ("footprints", "calcium", "snr") if key in npz}
+            data = {key: npz[key] for key in ("footprints", "calcium", "snr", "spikes")
+                    if key in npz}
     except (OSError, ValueError) as err:
         raise TruthError(f"cannot read truth file {path}: {err}") from err
     if "footprints" not in data:
@@ -120,7 +131,8 @@ def load_npz(path: Path, height: int, width: int) -> Truth:
             f"truth footprints in {path} have shape {shape}, but the results frame is "
             f"{height}x{width}; expected (K, {height}, {width})"
         )
-    return truth_from_arrays(data["footprints"], data.get("calcium"), data.get("snr"), "npz")
+    return truth_from_arrays(data["footprints"], data.get("calcium"), data.get("snr"), "npz",
+                             spikes=data.get("spikes"))
 
 
 def _region_pixels(coords: list, height: int, width: int) -> tuple[np.ndarray, int]:
