@@ -26,6 +26,7 @@ from rtcal.backend.cuda_motion import (  # noqa: E402
     KERNEL_PARAMS,
     MOTION_SOURCE,
     FusedRigid,
+    fits,
     typed_args,
 )
 from rtcal.motion.corrector import MotionConfig, MotionCorrector  # noqa: E402
@@ -239,6 +240,10 @@ def test_fused_needs_the_cuda_backend_and_checks_its_arguments():
     tables = rigid_tables((48, 44), 0.75, 2.0, 8.0, 4, cpu)
     with pytest.raises(ValueError, match="power of two"):
         FusedRigid(tables, (48, 44), 1, np, np.fft, lambda *a: None, cpu.to_host, threads=48)
+    assert fits(tables) and not fits(rigid_tables((48, 44), 0.75, 2.0, 8.0, 60, cpu))
+    with pytest.raises(ValueError, match="shared memory"):
+        FusedRigid(rigid_tables((48, 44), 0.75, 2.0, 8.0, 60, cpu), (48, 44), 1, np, np.fft,
+                   lambda *a: None, cpu.to_host)
 
 
 @pytest.mark.gpu

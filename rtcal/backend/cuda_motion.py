@@ -347,6 +347,18 @@ runs a thread per CUDA thread, asks for small blocks)."""
 
 THREADS = 256
 STATS_BLOCKS = 128
+MAX_SHARED_BYTES = 48 * 1024  # what a block gets without opting in to more
+
+
+def refinement_grid(tables) -> int:
+    """n: the side of the refinement grid (0 without refinement)."""
+    return int(tables.phase_y.shape[0]) if tables.upsample > 1 else 0
+
+
+def fits(tables) -> bool:
+    """Whether the fused kernels can register with these tables: the refinement grid
+    (n x n doubles) must fit one block's shared memory (upsample <= ~36)."""
+    return refinement_grid(tables) ** 2 * 8 <= MAX_SHARED_BYTES
 
 
 @dataclass(frozen=True)
@@ -391,7 +403,10 @@ class FusedRigid:
         self.xp, self.fft, self.launch, self.to_host = xp, fft, launch, to_host
         H, W = tables.shape
         K = W // 2 + 1
-        n = tables.phase_y.shape[0] if tables.upsample > 1 else 0
+        if not fits(tables):
+            raise ValueError(f"upsample={tables.upsample}: the refinement grid does not fit "
+                             "a block's shared memory")
+        n = refinement_grid(tables)
         self._n = n
         self._m = int(tables.window_rows.shape[0] - 1) // 2
         self.stats = xp.zeros(N_STATS, xp.float64)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtcal.backend import Backend, fft_module
-from rtcal.backend.cuda_motion import FusedRigid, Launcher
+from rtcal.backend.cuda_motion import FusedRigid, Launcher, fits
 from rtcal.errors import RtcalError
 from rtcal.motion.corrector import MotionConfigError, MotionCorrector, MotionFrameError, MotionStep
 from rtcal.motion.frame_check import FrameQuality, FrameStats, saturation_level_for
@@ -45,7 +45,8 @@ class DeviceMotionCorrector:
     """Rigid registration of (H, W) frames on ``backend``, continuing ``corrector``'s state
     (template, pending template average, last trusted shift, untrusted count).
 
-    fused: None (the fused kernels on the "cuda" backend, the generic ones elsewhere),
+    fused: None (the fused kernels on the "cuda" backend unless ``upsample`` is too
+    fine for their shared memory, the generic ones elsewhere),
     False (generic), True (fused; "cuda" only), or a :data:`rtcal.backend.cuda_motion.
     Launcher` that runs the fused kernels' source some other way (the tests' CPU
     emulation).
@@ -83,8 +84,8 @@ class DeviceMotionCorrector:
 
     def _fused_path(self, fused) -> FusedRigid | None:
         backend = self.backend
-        if fused is None:
-            fused = backend.on_device
+        if fused is None:  # the fused kernels where they can run
+            fused = backend.on_device and fits(self._tables)
         if fused is False:
             return None
         if fused is True:
