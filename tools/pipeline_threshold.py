@@ -18,7 +18,7 @@ with the table under ``pipeline_threshold_scores``) with the same weights;
 ``LearnedDetectorConfig.in_pipeline`` detectors (every one ``rtcal run``,
 ``serve`` and the demo make) use it.
 
-CKPT defaults to the shipped weights. About 10 s per 256x256 movie and
+CKPT defaults to the shipped weights for the mode. About 10 s per 256x256 movie and
 threshold on two cores: the defaults (6 movies, 5 thresholds) took 5 minutes.
 """
 
@@ -82,14 +82,15 @@ def measure(weights: Path, mode: str, seeds, thresholds) -> dict[float, list[flo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", type=Path, nargs="?", help="default: the shipped weights")
+    p.add_argument("checkpoint", type=Path, nargs="?",
+                   help="default: the shipped weights for the mode")
     p.add_argument("--mode", choices=tuple(DEV_SEEDS), default="2p")
     p.add_argument("--seeds", type=int, nargs="+", help="default: the mode's development seeds")
     p.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS)
     p.add_argument("--write", action="store_true",
                    help="store the best threshold in the checkpoint")
     args = p.parse_args()
-    weights = args.checkpoint or shipped_weights()
+    weights = args.checkpoint or shipped_weights(args.mode)
     seeds = args.seeds or DEV_SEEDS[args.mode]
     table = measure(weights, args.mode, seeds, args.thresholds)
     best = best_threshold(table)

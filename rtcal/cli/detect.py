@@ -36,7 +36,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
                    help="learned network (default), the classical seed detector, or learned+seed "
                    "(the network's footprints and the seed detector's new ones)")
     p.add_argument("--weights", default=None, metavar="PATH",
-                   help="learned detector checkpoint (default: the weights shipped in rtcal)")
+                   help="learned detector checkpoint (default: the weights shipped in rtcal for "
+                   "the mode: detector_2p.pt or detector_default.pt)")
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
                    help="network runtime (default auto: the best available)")
     p.add_argument("--device", default="cpu", metavar="DEV", help="cpu or cuda (default cpu)")

@@ -12,7 +12,8 @@ losses and, by default, the end-to-end trace loss (1 - Pearson of the traces
 the predicted masks yield with the true calcium) plus its contrastive term.
 Writes OUT/state.pt (resumable training state, every checkpoint), OUT/curve.csv,
 OUT/validation.csv, OUT/curve.png and, at the end, OUT/detector.pt (the weights
-alone). `--preset default` reproduces the weights shipped in the package.
+alone). `--preset default` reproduces the weights shipped in the package for 1p
+recordings (and exported by default), `--preset 2p` those for 2p recordings.
 """
 
 
@@ -23,7 +24,7 @@ LOSS_CHOICES = ("mask", "mask+trace", "mask+trace+contrastive")
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     p.add_argument("--preset", default="default", metavar="NAME",
-                   help="training preset: default, ablation, smoke or gpu (default: default)")
+                   help="training preset: default, ablation, 2p, smoke or gpu (default: default)")
     p.add_argument("--device", default="cpu", metavar="DEV", help="cpu or cuda (default cpu)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="optimisation steps (default: the preset's)")

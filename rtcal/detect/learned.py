@@ -56,7 +56,12 @@ from rtcal.detect.tiling import flexible_tile_shape, run_tiled, suppress, tile_g
 from rtcal.detect.weighting import dense, mask_footprint, weighted_footprint
 from rtcal.errors import RtcalError
 
-SHIPPED_WEIGHTS = "detector_default.pt"  # in the rtcal.weights package data
+# In the rtcal.weights package data. detector_default.pt (`rtcal train --preset default`)
+# was trained on 2p and 1p windows; detector_2p.pt (`--preset 2p`, session 16) on 2p
+# windows alone and detects 2p cells better, standalone and inside the pipeline
+# (README, "Learned detector"); 1p recordings keep the mixed weights.
+SHIPPED_WEIGHTS = "detector_default.pt"
+SHIPPED_WEIGHTS_BY_MODE = {"2p": "detector_2p.pt", "1p": "detector_default.pt"}
 
 
 DEFAULT_THRESHOLD = 0.5  # for a checkpoint with no calibrated threshold
@@ -147,13 +152,19 @@ def calibrated_threshold(extra: dict, mode: str, in_pipeline: bool = False) -> f
     return pipeline.get(mode, by_mode.get(mode, extra.get("score_threshold")))
 
 
-def shipped_weights() -> Path:
-    """Path of the checkpoint that ships in the package; LearnedDetectorError if absent."""
-    path = Path(str(resources.files("rtcal").joinpath("weights", SHIPPED_WEIGHTS)))
+def shipped_weights(mode: str | None = None) -> Path:
+    """Path of the checkpoint that ships in the package for recordings of ``mode``
+    ("2p" or "1p"; None: the mixed 2p + 1p weights); LearnedDetectorError if absent."""
+    if mode is not None and mode not in SHIPPED_WEIGHTS_BY_MODE:
+        raise LearnedDetectorError(f"no shipped weights for mode {mode!r}; modes: "
+                                   f"{', '.join(SHIPPED_WEIGHTS_BY_MODE)}")
+    name = SHIPPED_WEIGHTS if mode is None else SHIPPED_WEIGHTS_BY_MODE[mode]
+    path = Path(str(resources.files("rtcal").joinpath("weights", name)))
     if not path.is_file():
+        preset = "2p" if name == "detector_2p.pt" else "default"
         raise LearnedDetectorError(
             f"no shipped detector weights at {path}; train them with `rtcal train --preset "
-            "default` and copy OUT/detector.pt there, or pass a checkpoint (--weights)")
+            f"{preset}` and copy OUT/detector.pt there, or pass a checkpoint (--weights)")
     return path
 
 
@@ -232,10 +243,11 @@ class LearnedDetector:
     def from_weights(cls, path: str | Path | None = None,
                      config: LearnedDetectorConfig | None = None, **runtime_options
                      ) -> LearnedDetector:
-        """The detector of checkpoint ``path`` (default: the shipped weights).
-        runtime_options: device, prefer, cache_dir, threads (see ``__init__``)."""
-        model, extra = load_detector(shipped_weights() if path is None else path)
+        """The detector of checkpoint ``path`` (default: the shipped weights for the
+        config's mode). runtime_options: device, prefer, cache_dir, threads (see
+        ``__init__``)."""
         config = config or LearnedDetectorConfig()
+        model, extra = load_detector(shipped_weights(config.mode) if path is None else path)
         calibrated = calibrated_threshold(extra, config.mode, config.in_pipeline)
         return cls(model, config, calibrated_threshold=calibrated, **runtime_options)
 

@@ -7,6 +7,9 @@
   from step 300, trained once per ``--loss`` (mask / mask+trace /
   mask+trace+contrastive) for the ablation table of ``bench/detector.py``: three
   equal, shorter runs (about 12 min each on 2 idle cores), so that only the loss differs.
+- ``2p``: the default recipe on two-photon windows alone, the recipe of
+  ``rtcal/weights/detector_2p.pt``, the weights 2p recordings use (38 min on 2 cores;
+  its pipeline threshold then comes from ``tools/pipeline_threshold.py --write``).
 - ``smoke``: a tiny model on tiny windows for a few steps (tests, a quick check).
 - ``gpu``: a larger model, larger batches and more steps for a lent GPU.
 
@@ -102,6 +105,9 @@ def _presets() -> dict[str, TrainPreset]:
         default, name="ablation", steps=1200, warmup_steps=100, trace_start_step=300,
         trace_ramp_steps=300, checkpoint_every=200, val_every=400,
     )
+    two_photon = dataclasses.replace(
+        default, name="2p", data=dataclasses.replace(default.data, p_one_photon=0.0),
+    )
     gpu = TrainPreset(
         name="gpu",
         net=DetectorNetConfig(embed_dim=48, num_heads=(2, 3, 6, 12), fpn_dim=96, mask_dim=96,
@@ -110,7 +116,7 @@ def _presets() -> dict[str, TrainPreset]:
         trace_start_step=2000, trace_ramp_steps=2000, checkpoint_every=500, val_every=1000,
         val_windows=16,
     )
-    return {p.name: p for p in (default, ablation, smoke, gpu)}
+    return {p.name: p for p in (default, ablation, two_photon, smoke, gpu)}
 
 
 def preset_names() -> tuple[str, ...]:
