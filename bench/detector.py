@@ -219,7 +219,8 @@ def ablation(args) -> list[tuple]:
     detectors = {"seed": (None, False)}
     for path in args.weights:
         _, extra = load_detector(path)
-        label = f"{extra.get('loss_mode', '?')} ({Path(path).parent.name})"
+        where = Path(path).resolve()
+        label = f"{extra.get('loss_mode', '?')} ({where.parent.name}/{where.name})"
         detectors[label] = (path, False)
         if args.fit_footprints:
             detectors[label + ", rank-1 fit"] = (path, True)
