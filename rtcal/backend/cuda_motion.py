@@ -142,7 +142,7 @@ extern "C" __global__ void rtcal_band_product(
     double* stats, const int H, const int K, const int W)
 {
     // spectrum <- spectrum x transfer - a[k] g_a - b[q] g_b (in place); its full-spectrum
-    // power |X|^2 added to stats[3]; product = spectrum x conj_t (skipped if conj_t is null).
+    // power |X|^2 added to stats[3]; product = spectrum x conj_t (the template's conjugate).
     extern __shared__ double red[];
     const int tid = threadIdx.x, nt = blockDim.x;
     const long long i = (long long)blockIdx.x * nt + tid;
@@ -157,13 +157,11 @@ extern "C" __global__ void rtcal_band_product(
         spectrum[i] = z;
         const double weight = (r == 0 || (W % 2 == 0 && r == K - 1)) ? 1.0 : 2.0;
         p = weight * (double)(z.x * z.x + z.y * z.y);
-        if (conj_t != 0) {
-            const float2 c = conj_t[i];
-            float2 w;
-            w.x = z.x * c.x - z.y * c.y;
-            w.y = z.x * c.y + z.y * c.x;
-            product[i] = w;
-        }
+        const float2 c = conj_t[i];
+        float2 w;
+        w.x = z.x * c.x - z.y * c.y;
+        w.y = z.x * c.y + z.y * c.x;
+        product[i] = w;
     }
     red[tid] = p;
     rtcal_block_sum(red, tid, nt);

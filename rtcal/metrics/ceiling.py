@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rtcal.metrics.snr import recall_by_snr
+
 
 @dataclass(frozen=True)
 class Ceiling:
@@ -56,17 +58,12 @@ class SpikeBin:
 
 def recall_by_spikes(spike_counts: np.ndarray, tp_true_index: np.ndarray,
                      edges: tuple[int, ...] = DEFAULT_SPIKE_EDGES) -> tuple[SpikeBin, ...]:
-    """Recall per bin of spike count: [0, e_1), [e_1, e_2), ..., [e_n, inf)."""
-    counts = np.asarray(spike_counts, np.int64)
-    bounds = [0, *[int(e) for e in edges]]
-    if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
+    """Recall per bin of spike count: [0, e_1), [e_1, e_2), ..., [e_n, inf) (the binning
+    of :func:`rtcal.metrics.snr.recall_by_snr`, on counts)."""
+    if not edges or edges[0] < 1:
         raise ValueError(f"spike-count bin edges must increase from >= 1, got {edges}")
-    is_tp = np.zeros(counts.size, bool)
-    is_tp[np.asarray(tp_true_index, np.int64)] = True
-    bins = []
-    for i, lo in enumerate(bounds):
-        hi = bounds[i + 1] if i + 1 < len(bounds) else None
-        member = (counts >= lo) & (counts < hi if hi is not None else True)
-        n_true, n_tp = int(member.sum()), int((member & is_tp).sum())
-        bins.append(SpikeBin(lo, hi, n_true, n_tp, n_tp / n_true if n_true else float("nan")))
-    return tuple(bins)
+    bins = recall_by_snr(np.asarray(spike_counts, np.float64), tp_true_index,
+                         tuple(float(e) for e in edges))
+    return tuple(SpikeBin(0 if i == 0 else int(b.snr_lo),
+                          None if i == len(bins) - 1 else int(b.snr_hi),
+                          b.n_true, b.n_tp, b.recall) for i, b in enumerate(bins))
