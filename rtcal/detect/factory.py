@@ -15,9 +15,10 @@ from rtcal.errors import RtcalError
 DETECTORS = ("seed", "learned", "learned+seed")
 
 # The detector of `rtcal run`, `rtcal serve` and the demo per kind of recording
-# when none is named. 2p: the learned one at its pipeline threshold; over five
-# held-out movies (bench/accuracy.py) F1 mean 0.789 against 0.774 for the seed
-# detector, with initialisation about twice as fast. 1p: the seed detector, with
+# when none is named. 2p: the learned one (detector_2p.pt since session 16) at its
+# pipeline threshold; over five held-out movies (bench/accuracy.py) F1 mean 0.815
+# (0.789 with the first, mixed weights) against 0.774 for the seed detector, with
+# initialisation about twice as fast. 1p: the seed detector, with
 # its ring-background initialisation (on four development movies the learned one
 # reached a mean of 0.783 at its best threshold, 0.3, against 0.868).
 # README "Learned detector" has the figures.
