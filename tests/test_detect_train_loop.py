@@ -84,10 +84,12 @@ def test_schedules_and_presets():
     assert lr_factor(55, 10, 100, 0.05) == pytest.approx(0.05 + 0.95 * 0.5)
     assert lr_factor(100, 10, 100, 0.05) == pytest.approx(0.05)
     assert [trace_scale(s, 10, 4) for s in (0, 10, 12, 20)] == [0, 0, 0.5, 1]
-    assert {"default", "ablation", "2p", "smoke", "gpu"} <= set(preset_names())
-    two_p, default = get_preset("2p"), get_preset("default")  # the default recipe, 2p alone
-    assert two_p.data.p_one_photon == 0.0 < default.data.p_one_photon
-    assert dataclasses.replace(two_p, name="default", data=default.data) == default
+    assert {"default", "ablation", "2p", "1p", "smoke", "gpu"} <= set(preset_names())
+    default = get_preset("default")
+    for name, share in (("2p", 0.0), ("1p", 1.0)):  # the default recipe on one kind alone
+        one_kind = get_preset(name)
+        assert one_kind.data.p_one_photon == share != default.data.p_one_photon
+        assert dataclasses.replace(one_kind, name="default", data=default.data) == default
     with pytest.raises(PresetError, match="unknown training preset"):
         get_preset("huge")
     with pytest.raises(TrainError, match="loss mode"):

@@ -24,7 +24,8 @@ LOSS_CHOICES = ("mask", "mask+trace", "mask+trace+contrastive")
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     p.add_argument("--preset", default="default", metavar="NAME",
-                   help="training preset: default, ablation, 2p, smoke or gpu (default: default)")
+                   help="training preset: default, ablation, 2p, 1p, smoke or gpu "
+                   "(default: default)")
     p.add_argument("--device", default="cpu", metavar="DEV", help="cpu or cuda (default cpu)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="optimisation steps (default: the preset's)")

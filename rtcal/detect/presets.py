@@ -10,6 +10,10 @@
 - ``2p``: the default recipe on two-photon windows alone, the recipe of
   ``rtcal/weights/detector_2p.pt``, the weights 2p recordings use (38 min on 2 cores;
   its pipeline threshold then comes from ``tools/pipeline_threshold.py --write``).
+- ``1p``: the default recipe on one-photon windows alone (20 min on 2 cores). Not
+  shipped: on held-out 1p windows it beat the mixed weights standalone (F1 0.662
+  against 0.578; the seed detector 0.658) but not inside the pipeline, where 1p
+  starts from the seed detector (README, "Learned detector").
 - ``smoke``: a tiny model on tiny windows for a few steps (tests, a quick check).
 - ``gpu``: a larger model, larger batches and more steps for a lent GPU.
 
@@ -108,6 +112,9 @@ def _presets() -> dict[str, TrainPreset]:
     two_photon = dataclasses.replace(
         default, name="2p", data=dataclasses.replace(default.data, p_one_photon=0.0),
     )
+    one_photon = dataclasses.replace(
+        default, name="1p", data=dataclasses.replace(default.data, p_one_photon=1.0),
+    )
     gpu = TrainPreset(
         name="gpu",
         net=DetectorNetConfig(embed_dim=48, num_heads=(2, 3, 6, 12), fpn_dim=96, mask_dim=96,
@@ -116,7 +123,7 @@ def _presets() -> dict[str, TrainPreset]:
         trace_start_step=2000, trace_ramp_steps=2000, checkpoint_every=500, val_every=1000,
         val_windows=16,
     )
-    return {p.name: p for p in (default, ablation, two_photon, smoke, gpu)}
+    return {p.name: p for p in (default, ablation, two_photon, one_photon, smoke, gpu)}
 
 
 def preset_names() -> tuple[str, ...]:
