@@ -85,6 +85,11 @@ def test_eval_prints_table_and_writes_json(files, capsys):
     assert [b["n_true"] for b in d["recall_by_spikes"]] == [9, 3, 0, 0, 0]
     assert d["activity_ceiling"]["n_active"] == 3
     assert "recall by spikes" in text and "activity ceiling: F1 0.400" in text
+    # the results report no spikes: of the three true ones (cells 0-2) none is found
+    assert d["spike_inference"] == {
+        "n_pairs": 3, "n_est": 0, "n_true": 3, "n_matched": 0, "precision": None,
+        "recall": 0.0, "f1_median": 0.0, "tolerance_frames": 2}
+    assert "spike inference (3 true-positive pairs, within 2 frames)" in " ".join(text.split())
     assert d["results_path"].endswith("results.h5") and "matches" not in d
 
 

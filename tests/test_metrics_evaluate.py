@@ -157,6 +157,7 @@ def test_recall_by_spikes_and_the_ceiling_count_the_frames_the_results_cover():
     assert no_spikes.recall_by_spikes is None and no_spikes.ceiling is None
     d = report_to_dict(no_spikes)
     assert d["recall_by_spikes"] is None and d["activity_ceiling"] is None
+    assert no_spikes.spikes is None and d["spike_inference"] is None
 
 
 def test_trace_correlation_uses_tp_pairs_and_skips_unborn_frames():

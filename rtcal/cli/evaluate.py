@@ -112,6 +112,14 @@ def print_report(d: dict, console) -> None:
             f"{c['n_true']} neurons that spike in these frames (a silent neuron shows only "
             "at rest)"
         )
+    sp = d.get("spike_inference")
+    if sp is not None and sp["n_pairs"]:
+        console.print(
+            f"spike inference ({sp['n_pairs']} true-positive pairs, within "
+            f"{sp['tolerance_frames']} frames): {sp['n_est']} spikes reported against "
+            f"{sp['n_true']} true, precision {_fmt(sp['precision'])}, recall "
+            f"{_fmt(sp['recall'])}, median F1 per pair {_fmt(sp['f1_median'])}"
+        )
     if d["alignment_worse"]:
         console.print("[bold red]alignment made the scores worse than unaligned[/]")
     for note in d["warnings"]:

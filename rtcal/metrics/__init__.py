@@ -26,6 +26,7 @@ from rtcal.metrics.matching import (
 from rtcal.metrics.offset import Offset, estimate_offset, footprint_image, shift_footprints
 from rtcal.metrics.report import report_to_dict
 from rtcal.metrics.snr import SnrBin, recall_by_snr
+from rtcal.metrics.spikes import SpikeScore, spike_scores
 from rtcal.metrics.traces import pearson, trace_correlations
 from rtcal.metrics.truth import Truth, TruthError, dense_to_csr, load_truth, truth_from_arrays
 
@@ -40,6 +41,7 @@ __all__ = [
     "Offset",
     "Scores",
     "SnrBin",
+    "SpikeScore",
     "Truth",
     "activity_ceiling",
     "TruthError",
@@ -57,6 +59,7 @@ __all__ = [
     "score",
     "score_footprints",
     "shift_footprints",
+    "spike_scores",
     "trace_correlations",
     "truth_from_arrays",
 ]

@@ -30,6 +30,7 @@ from rtcal.metrics.matching import (
 )
 from rtcal.metrics.offset import Offset, estimate_offset, shift_footprints
 from rtcal.metrics.snr import DEFAULT_SNR_EDGES, SnrBin, recall_by_snr
+from rtcal.metrics.spikes import SpikeScore, spike_scores
 from rtcal.metrics.traces import median_or_none, trace_correlations
 from rtcal.metrics.truth import Truth, dense_to_csr
 from rtcal.store.results import Results
@@ -88,6 +89,8 @@ class EvalReport:
         (None when the truth has no spikes)
     ceiling: the activity ceiling over those frames (rtcal.metrics.ceiling: F1 of
         finding exactly the neurons that spike there), or None
+    spikes: spike inference of the true-positive pairs (rtcal.metrics.spikes), or
+        None without true spikes
     alignment_worse: True if aligning lowered F1 under either convention
     warnings: human-readable notes (clamped offset, clipped regions, ...)
     truth_ids: int64 (K_true,) ids of the true neurons (regions.json ids), or None
@@ -108,6 +111,7 @@ class EvalReport:
     warnings: tuple[str, ...]
     recall_by_spikes: tuple[SpikeBin, ...] | None = None
     ceiling: Ceiling | None = None
+    spikes: SpikeScore | None = None
     truth_ids: np.ndarray | None = None
     n_clipped_px: int = 0
     n_dropped_regions: int = 0
@@ -219,10 +223,13 @@ def evaluate(
     if truth.snr is not None:
         by_snr = recall_by_snr(truth.snr, fe.main.true_index[fe.main.is_tp], snr_edges)
     counts = spike_counts(results, truth)
-    by_spikes = ceiling = None
+    by_spikes = ceiling = spikes = None
     if counts is not None:
         by_spikes = recall_by_spikes(counts, fe.main.true_index[fe.main.is_tp])
         ceiling = activity_ceiling(counts)
+        tp = fe.main.is_tp
+        spikes = spike_scores(results.spikes, results.frame_index, truth.spikes,
+                              fe.main.est_index[tp], fe.main.true_index[tp])
     notes = _warnings(results, truth, fe)
     if n_retired:
         notes.append(f"{n_retired} retired components (merged or dead) not scored")
@@ -241,6 +248,7 @@ def evaluate(
         warnings=tuple(notes),
         recall_by_spikes=by_spikes,
         ceiling=ceiling,
+        spikes=spikes,
         truth_ids=truth.ids,
         n_clipped_px=truth.n_clipped_px,
         n_dropped_regions=truth.n_dropped_regions,

@@ -108,6 +108,13 @@ def report_to_dict(report: EvalReport, details: bool = False) -> dict:
         "activity_ceiling": None if report.ceiling is None else {
             "f1": finite_or_none(report.ceiling.f1), "n_active": report.ceiling.n_active,
             "n_true": report.ceiling.n_true},
+        "spike_inference": None if report.spikes is None else {
+            "n_pairs": report.spikes.n_pairs, "n_est": report.spikes.n_est,
+            "n_true": report.spikes.n_true, "n_matched": report.spikes.n_matched,
+            "precision": finite_or_none(report.spikes.precision),
+            "recall": finite_or_none(report.spikes.recall),
+            "f1_median": finite_or_none(report.spikes.f1_median),
+            "tolerance_frames": report.spikes.tolerance},
         "truth": {"kind": report.truth_kind, "n_clipped_px": report.n_clipped_px,
                   "n_dropped_regions": report.n_dropped_regions},
         "warnings": list(report.warnings),
