@@ -78,15 +78,18 @@ def test_device_nmf_tracks_online_nmf(still_movie, backend, options):
         OnlineNMFConfig(radius_px=6.0), cfg.fps_hz, truth["footprints"][keep], frames[:N_INIT]
     )
     dev = DeviceNMF(nmf, get_backend(backend), **options)
-    worst = 0.0
+    worst = worst_noisy = 0.0
     for f in frames[N_INIT:]:
         want, got = nmf.step(f), dev.step(f)
         np.testing.assert_array_equal(got.added, want.added)
         np.testing.assert_allclose(got.added_traces, want.added_traces, rtol=1e-4, atol=1e-3)
         assert got.traces.dtype == np.float32 and got.traces.shape == want.traces.shape
+        assert got.noisy.dtype == np.float32 and got.noisy.shape == want.noisy.shape
         worst = max(worst, _rel(got.traces, want.traces))
+        worst_noisy = max(worst_noisy, _rel(got.noisy, want.noisy))
     assert dev.n_components == nmf.n_components > len(keep)  # the search added components
     assert worst < 1e-4, worst
+    assert worst_noisy < 1e-4, worst_noisy
     assert _rel(dev.A.csr.data, nmf.A.csr.data) < 1e-4  # refined footprints
     np.testing.assert_array_equal(dev.A.born_frame, nmf.A.born_frame)
     np.testing.assert_allclose(
@@ -116,6 +119,7 @@ def test_device_nmf_adds_components_from_a_detector_like_online_nmf(still_movie,
     for f in frames[N_INIT + 30 : N_INIT + 60]:
         want, got = nmf.step(f), dev.step(f)
         assert _rel(got.traces, want.traces) < 1e-4
+        assert _rel(got.noisy, want.noisy) < 1e-4
     assert dev.n_components == nmf.n_components == len(A)
 
 
@@ -164,6 +168,8 @@ def test_device_nmf_merges_and_retires_like_online_nmf(still_movie, backend):
         want, got = nmf.step(f), dev.step(f)
         np.testing.assert_array_equal(got.retired, want.retired)
         assert _rel(got.traces, want.traces) < 1e-4
+        assert _rel(got.noisy, want.noisy) < 1e-4
+        assert not got.noisy[got.retired].any()  # retired components report 0
     kinds = [(m.kind, m.keep, m.gone) for m in nmf.merges]
     assert kinds == [(m.kind, m.keep, m.gone) for m in dev.merges]
     assert ("merge", 0, len(A)) in kinds  # the copy, merged into component 0

@@ -24,7 +24,7 @@ def test_example_loads_with_its_values_and_passthrough_sections():
     loaded = load_config(EXAMPLE)
     p = loaded.pipeline
     assert (p.fps_hz, p.radius_px, p.init_frames, loaded.mode) == (30.0, 6.0, 300, "2p")
-    assert p.nmf.merge_every == 100 and p.deconv == DeconvConfig(order=2, tau_rise_s=0.05)
+    assert p.nmf.merge_every == 100 and p.deconv == DeconvConfig(order=1, tau_rise_s=0.05)
     assert loaded.sections["engine"] == {
         "drop_policy": "oldest", "detect_every_frames": 1000, "realtime_priority": 0
     }

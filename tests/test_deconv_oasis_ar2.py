@@ -181,7 +181,8 @@ def test_config_selects_the_stepper_and_names_bad_values():
 def test_pipeline_kinetics_for_ar2_use_priors_for_short_traces():
     from rtcal.engine.pipeline import Pipeline, pipeline_config
 
-    p = Pipeline(pipeline_config(30.0, 6.0, tau_decay_s=0.5, deconv=DeconvConfig(tau_rise_s=0.1)))
+    deconv = DeconvConfig(order=2, tau_rise_s=0.1)
+    p = Pipeline(pipeline_config(30.0, 6.0, tau_decay_s=0.5, deconv=deconv))
     rng = np.random.default_rng(7)
     g, _, _, Y = _simulate(rng, 3, 3000, sigma=0.05)
     g_short, s_min = p._kinetics(Y[:, :60])

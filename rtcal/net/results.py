@@ -8,7 +8,8 @@ Parts: [b"frame", header (104 bytes), values]. Header (``<4sHBBIIQ4q5q2f``)::
     queue_ns, motion_ns, nmf_ns, deconv_ns, trigger_ns (int64),
     shift_dy, shift_dx (float32, px)
 
-values: float32 (4, K) C order, rows traces (raw), denoised (C), spikes (S), dF/F.
+values: float32 (4, K) C order, rows traces (raw: unconstrained, may be negative),
+denoised (C), spikes (S), dF/F.
 Timestamps are ``time.time_ns()``: t_sent_ns by the sender, the rest by the
 engine (arrival, result ready, just before publishing). WARMUP marks frames
 whose results came out of the initialisation or the backlog held during it.

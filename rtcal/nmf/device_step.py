@@ -50,7 +50,12 @@ from rtcal.nmf.online import NO_BORDER, NMFStep, OnlineNMF
 from rtcal.nmf.residual import clear_border, covered_core
 from rtcal.nmf.xp_background import project_basis, subtract_basis
 from rtcal.nmf.xp_footprints import device_footprints
-from rtcal.nmf.xp_hals import device_schedule, hals_levels, hals_schedule
+from rtcal.nmf.xp_hals import (
+    device_schedule,
+    hals_levels,
+    hals_schedule,
+    unclipped_offset_into,
+)
 from rtcal.nmf.xp_residual import DeviceResidualBuffer, bin_and_smooth
 from rtcal.nmf.xp_shapes import refine_block, update_stats
 
@@ -131,6 +136,7 @@ class DeviceNMF:
         self.B = nmf.B
         self.noise_small = nmf.noise_small
         self.init_traces = nmf.init_traces
+        self.init_noisy = nmf.init_noisy
         self.n_frames = nmf.n_frames
         # The host twin: its footprint set, refinement schedule and curator are this
         # stepper's own; the rest of its state is synced from the device only when
@@ -174,6 +180,9 @@ class DeviceNMF:
         self._y = xp.zeros(H * W, xp.float32)
         self._b = xp.zeros(K + nb, xp.float64)
         self._c64 = xp.zeros(K + nb, xp.float64)
+        self._gc = xp.zeros(K, xp.float64)  # (G c)[:K], then b - G c
+        self._gdiag = xp.zeros(K, xp.float64)
+        self._offset = xp.zeros(K, xp.float64)  # NMFStep.noisy - traces
         self._proj = xp.zeros(K, xp.float32)
         self._image = xp.zeros(H * W, xp.float32)
         self._residual = xp.zeros(H * W, xp.float32)
@@ -235,6 +244,8 @@ class DeviceNMF:
             self._c[...] = hals_levels(
                 self._G, self._b, self._c, self._nonneg, self._schedule.levels, cfg.n_sweeps
             )
+            self._c64[...] = self._c
+        unclipped_offset_into(self._G, self._b, self._c64, self._gc, self._gdiag, self._offset)
         c = self._c[:K]
         update_stats(fp, self._w, self._M, self._y, c, cfg.forget)
         if self.fused:
@@ -276,13 +287,21 @@ class DeviceNMF:
         self.buffer.push(self._residual, self._small)
         self.n_frames += 1
         traces = be.to_host(self._c[: self.n_components]).copy()
+        offset = be.to_host(self._offset).astype(np.float32)
         self.schedule.observe(traces, self.config.forget)
+        n_actions = len(self.merges)
         if self._curate(traces):  # a merge changes the kept component's trace
             traces = be.to_host(self._c[: self.n_components]).copy()
+            for action in self.merges[n_actions:]:  # as OnlineNMF: no offset this frame
+                offset[action.gone] = 0.0
+                if action.kind == "merge":
+                    offset[action.keep] = 0.0
         added, added_traces = self._search()
         if len(added):  # the new components' traces too
             traces = be.to_host(self._c[: self.n_components]).copy()
-        return NMFStep(traces, added, added_traces, self.curator.retired.copy())
+        noisy = traces.copy()
+        noisy[: len(offset)] += offset  # components added at this frame: no offset
+        return NMFStep(traces, added, added_traces, self.curator.retired.copy(), noisy)
 
     # -------------------------------------------------- merging and retiring
     def _curate(self, traces: np.ndarray) -> bool:

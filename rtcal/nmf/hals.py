@@ -66,3 +66,65 @@ def hals(
         np.ascontiguousarray(nonneg, dtype=np.bool_),
         int(n_sweeps),
     )
+
+
+# ------------------------------------------------- the unconstrained ("noisy") trace
+# After the sweeps, component k's unconstrained least-squares value given every
+# other component's final value is
+#
+#     c_k + (b_k - (G c)_k) / G_kk        (CaImAn's noisyC, for OnACID's OASIS)
+#
+# At rest the clamped c_k is 0 in about half the frames (half-wave rectified
+# noise: a 2p run of 3000 frames had 43 % exact zeros in the median trace), so
+# its noise level and baseline are wrong for deconvolution; the unconstrained
+# value scatters symmetrically about the resting level. ``unclipped_offset``
+# returns the offset (b_k - (G c)_k) / G_kk for k < K (0 where G_kk <= 0).
+
+
+def unclipped_offset_reference(G: np.ndarray, b: np.ndarray, c: np.ndarray, K: int) -> np.ndarray:
+    """Plain NumPy: float32 (K,) offsets of the first K entries (see above)."""
+    G = np.asarray(G, np.float64)
+    diag = np.diagonal(G)[:K]
+    gc = G[:K] @ np.asarray(c, np.float64)
+    out = np.zeros(K)
+    ok = diag > 0
+    out[ok] = (np.asarray(b, np.float64)[:K][ok] - gc[ok]) / diag[ok]
+    return out.astype(np.float32)
+
+
+@numba.njit(cache=True, fastmath=False)
+def _offset_numba(G, b, c, K, ov_ptr, ov_idx, out):  # pragma: no cover - compiled
+    n = G.shape[0]
+    for k in range(K):
+        gkk = G[k, k]
+        if gkk <= 0:
+            out[k] = 0.0
+            continue
+        acc = 0.0
+        for p in range(ov_ptr[k], ov_ptr[k + 1]):  # components overlapping k (k too)
+            j = ov_idx[p]
+            acc += G[k, j] * c[j]
+        for j in range(K, n):  # the background rows
+            acc += G[k, j] * c[j]
+        out[k] = (b[k] - acc) / gkk
+
+
+def unclipped_offset(
+    G: np.ndarray, b: np.ndarray, c: np.ndarray, K: int, ov_ptr: np.ndarray, ov_idx: np.ndarray
+) -> np.ndarray:
+    """Numba, same contract as :func:`unclipped_offset_reference`, summing only
+    over the components whose supports overlap k's (``ov_ptr``, ``ov_idx``: CSR
+    lists, k included, as ``rtcal.nmf.footprints.overlap_lists`` gives them;
+    G_kj is 0 for the others) and the background: at K = 1500 the dense sum
+    took 1.07 ms per frame on this project's CPU, as much as a third of HALS."""
+    out = np.empty(K, np.float32)
+    _offset_numba(
+        np.ascontiguousarray(G, dtype=np.float64),
+        np.ascontiguousarray(b, dtype=np.float64),
+        np.ascontiguousarray(c, dtype=np.float64),
+        int(K),
+        np.ascontiguousarray(ov_ptr, dtype=np.int64),
+        np.ascontiguousarray(ov_idx, dtype=np.int64),
+        out,
+    )
+    return out

@@ -45,7 +45,7 @@ from rtcal.nmf.curation import (
     pixel_noise,
 )
 from rtcal.nmf.footprints import FootprintSet
-from rtcal.nmf.hals import hals
+from rtcal.nmf.hals import hals, unclipped_offset
 from rtcal.nmf.refine_schedule import RefineSchedule
 from rtcal.nmf.residual import (
     RejectedPeaks,
@@ -209,12 +209,17 @@ class NMFStep:
     float32 (n, L) their traces over the residual buffer (oldest first), from
     which their kinetics can be estimated; retired: bool (K,) components merged
     away or retired (their traces are 0 from the frame they retire on; None:
-    this stepper never retires)."""
+    this stepper never retires); noisy: float32 (K,) the unconstrained traces
+    (``rtcal.nmf.hals.unclipped_offset``: traces plus each component's offset
+    from its unconstrained least-squares value; the offset is 0 for components
+    added or merged at this frame), what deconvolution and dF/F take (None:
+    the same as traces)."""
 
     traces: np.ndarray
     added: np.ndarray
     added_traces: np.ndarray
     retired: np.ndarray | None = None
+    noisy: np.ndarray | None = None
 
 
 class OnlineNMF:
@@ -284,15 +289,19 @@ class OnlineNMF:
         self._w = np.zeros(self.A.csr.nnz)
         self._M = np.zeros((self.A.n_components,) * 2)
         self._scratch = np.zeros(H * W)
-        residual_small, traces = [], []
+        self._offset = np.zeros(K, np.float32)
+        residual_small, traces, noisy = [], [], []
         tmp = np.zeros((H // 2, W // 2), np.float32)
         for frame in init_frames:
             step_residual = self._fit_frame(frame)
             traces.append(self._c[: self.A.n_components].copy())
+            noisy.append(traces[-1] + self._offset)
             small = np.zeros_like(tmp)
             bin_and_smooth(step_residual.reshape(H, W), tmp, small)
             residual_small.append(small)
         self.init_traces = np.stack(traces, axis=1) if traces else np.zeros((len(footprints), 0))
+        # the unconstrained traces of the same frames (NMFStep.noisy): kinetics, noise
+        self.init_noisy = np.stack(noisy, axis=1) if noisy else self.init_traces.copy()
         # Noise of the search statistic (the smoothed, filtered residual)
         self.noise_small = filtered_noise(np.stack(residual_small), self.buffer.decay)
         noise_px = pixel_noise(self.buffer.raw[: min(self.buffer.n_seen, self.buffer.length)])
@@ -369,6 +378,7 @@ class OnlineNMF:
             y -= self.ring.background_flat(y - self.A.csr.T @ self._c[:K])
         b = np.concatenate([self.A.project(y), self._bg_proj])
         self._c = hals(self._G, b, self._c, self._nonneg, self.config.n_sweeps)
+        self._offset = unclipped_offset(self._G, b, self._c, K, *self._ov)
         c = self._c[:K]
         update_stats(
             self.A.csr.indptr, self.A.csr.indices, self._w, self._M, y, c, self.config.forget
@@ -413,7 +423,8 @@ class OnlineNMF:
         self._curate()
         added, added_traces = self._search()
         K = self.A.n_components
-        return NMFStep(self._c[:K].copy(), added, added_traces, self.curator.retired.copy())
+        c = self._c[:K].copy()
+        return NMFStep(c, added, added_traces, self.curator.retired.copy(), c + self._offset)
 
     # -------------------------------------------------------- new components
     def _search(self) -> tuple[np.ndarray, np.ndarray]:
@@ -468,6 +479,7 @@ class OnlineNMF:
         self._c = np.concatenate([self._c[:K_old], traces[:, -1], self._c[K_old:]]).astype(
             np.float32
         )
+        self._offset = np.r_[self._offset[:K_old], np.zeros(n, np.float32)]
         self._extend(K_old)
         self.schedule.add(
             np.diff(csr.indptr[K_old:]), np.diagonal(self._G)[K_old : K_old + n],
@@ -540,6 +552,7 @@ class OnlineNMF:
         M[keep, :] = alpha * M[keep, :] + beta * M[gone, :]
         M[:, keep] = alpha * M[:, keep] + beta * M[:, gone]
         self._c[keep] = alpha * self._c[keep] + beta * self._c[gone]
+        self._clear_offset(keep)
         self._zero(gone)
         self._set_row(keep, idx, merged, alpha * w[keep] + beta * w[gone])
         self.schedule.reset(keep, idx.size, self._G[keep, keep], M[keep, keep])
@@ -561,6 +574,13 @@ class OnlineNMF:
         self._w = np.concatenate([self._w[:lo], w, self._w[hi:]])
         self._rebuild()
 
+    def _clear_offset(self, k: int) -> None:
+        """No unconstrained offset for component k at this frame (merged or zeroed;
+        a device stepper's host twin applies merges without fitting frames, and
+        its offsets may be shorter)."""
+        if k < len(self._offset):
+            self._offset[k] = 0.0
+
     def _zero(self, k: int) -> None:
         """Take component k out of the fit: zero footprint, statistics and trace."""
         csr = self.A.csr
@@ -570,6 +590,7 @@ class OnlineNMF:
         self._M[k, :] = 0.0
         self._M[:, k] = 0.0
         self._c[k] = 0.0
+        self._clear_offset(k)
         self._G[k, :] = 0.0
         self._G[:, k] = 0.0
         self.schedule.retire(k)

@@ -126,3 +126,22 @@ def hals_levels(G, b, c, nonneg, levels, n_sweeps: int):
             new = xp.where(nonneg[rows] & (new < 0), 0.0, new)
             out[rows] = xp.where(active, new, out[rows])
     return out.astype(xp.float32)
+
+
+def unclipped_offset_into(G, b, c, gc, gdiag, out) -> None:
+    """The offsets of :func:`rtcal.nmf.hals.unclipped_offset_reference`, for any
+    array module, into preallocated float64 buffers (nothing is allocated, so a
+    captured CUDA graph can replay it): out[k] = (b_k - (G c)_k) / G_kk for k < K,
+    with K = len(out); gc, gdiag: (K,) scratch. G: (n, n) float64, b, c: (n,)
+    float64. 0 where G_kk <= 0 (a zeroed component)."""
+    xp = array_module(out)
+    K = out.shape[0]
+    if K == 0:
+        return
+    diag = xp.diagonal(G)[:K]
+    xp.matmul(G[:K], c, out=gc)
+    xp.subtract(b[:K], gc, out=gc)
+    xp.maximum(diag, 1e-30, out=gdiag)  # finite quotients where G_kk = 0 ...
+    xp.divide(gc, gdiag, out=out)
+    xp.greater(diag, 0, out=gdiag)  # ... then multiplied by 0 there
+    xp.multiply(out, gdiag, out=out)
