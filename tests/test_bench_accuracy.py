@@ -68,6 +68,13 @@ def test_run_and_score_matches_a_plain_run_and_eval(tmp_path):
         assert row["trace_corr"] is None
     else:
         assert row["trace_corr"] == pytest.approx(report.median_trace_corr)
+    # no re-run in 100 frames after initialisation at the default period (1000) ...
+    assert row["redetect"] == {"runs": 0, "failed": 0, "added": 0, "add_failed": 0,
+                               "seconds": []}
+    assert report.spikes is None and row["spikes_est"] is None  # a truth without spikes
+    # ... and one at a period of 50 (before frame 350; none after the last frame)
+    row = bench.run_and_score(frames, truth, fps=30.0, radius=6.0, mode="2p", detect_every=50)
+    assert row["redetect"]["runs"] == 1 and row["redetect"]["failed"] == 0
 
 
 def test_summary_is_median_and_range_against_the_target():

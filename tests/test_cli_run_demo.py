@@ -17,20 +17,32 @@ def test_simulate_run_eval_chain(tmp_path, capsys):
     out = tmp_path / "res.h5"
     capsys.readouterr()
     assert main(["run", str(sim_dir / "movie.tif"), "--out", str(out), "--fps", "30",
-                 "--init-frames", "200"]) == 0
-    said = capsys.readouterr().out  # which detector ran: the 2p default, with its threshold
+                 "--init-frames", "200", "--detect-every", "80"]) == 0
+    said = " ".join(capsys.readouterr().out.split())  # as one line, however it wrapped
+    # which detector ran: the 2p default, with its threshold
     assert "detector: learned (score threshold " in said and "first 200 frames" in said
+    # re-runs as the live engine's: before frame 280 (none after the last frame)
+    assert "then every 80 frames" in said and "detector re-runs: 1, " in said
     with h5py.File(out, "r") as f:  # readable with h5py alone
         assert f.attrs["detector"].startswith("learned (score threshold ")
         assert f.attrs["format"] == "rtcal-results"
         assert f["traces"].shape[1] == 360
         assert f.attrs["init_frames"] == 200
+        assert f.attrs["detect_every_frames"] == 80
     report = tmp_path / "eval.json"
     assert main(["eval", str(out), "--truth", str(sim_dir / "truth.npz"), "--json",
                  str(report)]) == 0
     d = json.loads(report.read_text())
     assert d["n_true"] == 12 and d["n_est"] > 0 and d["n_tp"] >= 1
     assert d["median_trace_corr"] is None or d["median_trace_corr"] > 0.8
+
+
+def test_run_refuses_a_negative_re_run_period(tmp_path, capsys):
+    sim_dir = tmp_path / "sim"
+    assert main(["simulate", str(sim_dir), "--size", "64", "64", "--frames", "60"]) == 0
+    assert main(["run", str(sim_dir / "movie.tif"), "--out", str(tmp_path / "r.h5"),
+                 "--detect-every", "-5"]) == 2
+    assert "--detect-every must be >= 0" in capsys.readouterr().err
 
 
 def test_run_reports_a_missing_movie_clearly(tmp_path, capsys):

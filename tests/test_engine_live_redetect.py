@@ -357,3 +357,65 @@ def test_detector_process_runs_a_learned_detector_that_has_run_before(movie, tmp
             proc.close()
     np.testing.assert_allclose(got.toarray().reshape(-1, H, W), expected, atol=1e-5)
     assert empty.shape == (0, H * W)
+
+
+class _Later:
+    """A detector that proposes ``first`` on its first call (initialisation) and
+    ``later`` afterwards; raises on later calls if ``later`` is an exception."""
+
+    def __init__(self, first, later):
+        self.first, self.later, self.calls = first, later, 0
+
+    def propose(self, window):
+        self.calls += 1
+        if self.calls > 1 and isinstance(self.later, Exception):
+            raise self.later
+        fp = self.first if self.calls == 1 else self.later
+        n = len(fp)
+        return Proposal(fp, np.zeros((n, 2), np.float32), np.ones(n, np.float32))
+
+
+def _offline(movie, tmp_path, detector, **kw):
+    from rtcal.engine.run import run_frames
+    from rtcal.store import read_results
+
+    frames = movie[0]
+    base = pipeline_config(30.0, 4.0, init_frames=40)
+    config = replace(base, nmf=replace(base.nmf, max_new_per_search=0))  # no search of its own
+    out = tmp_path / "r.h5"
+    summary = run_frames(iter(frames), out, config, height=64, width=64, detector=detector, **kw)
+    return summary, read_results(out)
+
+
+def test_rtcal_run_re_runs_the_detector_and_adds_what_two_runs_confirm(movie, tmp_path):
+    A = movie[2]
+    detector = _Later(A[:5], A)
+    summary, r = _offline(movie, tmp_path, detector, detect_every=60, confirm_runs=2,
+                          keyframe_frames=60)
+    # re-runs after 60, 120, ... frames past initialisation: 360 frames, the last
+    # period ends with the stream (no re-run after the last frame)
+    assert summary.redetect["runs"] == 5 == detector.calls - 1
+    assert summary.redetect["failed"] == 0
+    assert summary.redetect["added"] == 1 and summary.n_components == 6 == r.n_components
+    # proposed by the first re-run (frame 99), confirmed by the second (frame 159),
+    # added before frame 160
+    assert r.born_frame.tolist() == [0] * 5 + [160]
+    assert np.isnan(r.traces[5, :160]).all() and np.isfinite(r.traces[5, 160:]).all()
+    # its footprint is the sixth cell's
+    a, b = r.footprints[5].ravel() > 0, A[5].ravel() > 0
+    assert (a & b).sum() / (a | b).sum() > 0.5
+    # confirm_runs 1: added at the first re-run
+    _, r1 = _offline(movie, tmp_path, _Later(A[:5], A), detect_every=60, confirm_runs=1,
+                     keyframe_frames=60)
+    assert r1.born_frame.tolist() == [0] * 5 + [100]
+
+
+def test_rtcal_run_counts_failed_re_runs_and_goes_on(movie, tmp_path, capsys):
+    A = movie[2]
+    summary, r = _offline(movie, tmp_path, _Later(A[:5], RtcalError("detector broke")),
+                          detect_every=100)
+    assert summary.redetect["runs"] == 0 and summary.redetect["failed"] == 3
+    assert r.complete and r.n_frames == 400 and r.n_components == 5
+    assert "detector re-run failed: detector broke" in capsys.readouterr().err
+    summary, _ = _offline(movie, tmp_path, _Later(A[:5], A), detect_every=0)
+    assert summary.redetect is None

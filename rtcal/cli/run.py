@@ -10,7 +10,10 @@ through the online pipeline frame by frame, in order, with no look-ahead, as
 the live engine does, and write the results file as it goes: a footprint
 detector (--detector) on the first --init-frames frames, then per frame rigid
 motion correction, online NMF (traces, background, footprint refinement, new
-components from the residual) and online deconvolution.
+components from the residual) and online deconvolution. Every --detect-every
+frames the detector re-runs on the recent frames and the cells it proposes in
+two consecutive re-runs are added, as in the live engine (which runs it in
+another process while frames go on; here the run waits for it).
 """
 
 
@@ -81,7 +84,33 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--weights", default=None, metavar="PATH", help="learned detector weights (default shipped)"
     )
+    p.add_argument(
+        "--detect-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="re-run the detector every N frames on the last keyframe_frames frames, as the "
+        "live engine does (default: [engine] detect_every_frames, 1000; 0: never)",
+    )
     return p
+
+
+def redetect_settings(sections: dict, detect_every: int | None = None) -> dict:
+    """The live engine's re-run settings from a config's ``[engine]`` table (the
+    other keys there are the engine's own and are ignored here), as keyword
+    arguments of ``run_frames``; ``detect_every`` overrides ``detect_every_frames``."""
+    from rtcal.engine.config import EngineConfig, EngineConfigError
+
+    engine = EngineConfig.from_section(sections.get("engine") or {})
+    every = engine.detect_every_frames if detect_every is None else detect_every
+    if every < 0:
+        raise EngineConfigError(f"--detect-every must be >= 0 (0: never), got {every}")
+    return {
+        "detect_every": every,
+        "confirm_runs": engine.detect_confirm_runs,
+        "keyframe_frames": engine.keyframe_frames,
+        "keyframe_n_key": engine.keyframe_n_key,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,16 +150,20 @@ def run(args: argparse.Namespace) -> int:
         section = loaded.sections.get("detector") or {}
         detector = detector_from_section(section, config, name=args.detector,
                                          weights=args.weights)
+        redetect = redetect_settings(loaded.sections, args.detect_every)
+        every = redetect["detect_every"]
         console.print(f"detector: {describe_detector(detector)}, on the first "
-                      f"{config.init_frames} frames")
+                      f"{config.init_frames} frames"
+                      + (f", then every {every} frames" if every else ""))
         summary = run_frames(
             with_progress(movie, console),
             args.out,
             config,
             height=movie.height,
             width=movie.width,
-            attrs={"detector": describe_detector(detector)},
+            attrs={"detector": describe_detector(detector), "detect_every_frames": every},
             detector=detector,
+            **redetect,
         )
     print_summary(console, summary, args.out)
     return 0
@@ -156,3 +189,11 @@ def print_summary(console, summary, out_path) -> None:
         f"initialisation {summary.init_seconds:.1f} s; after it, per frame "
         f"{describe_ms(summary.frame_ms)}; frames skipped: {skipped}"
     )
+    r = summary.redetect
+    if r is not None and r["runs"] + r["failed"]:
+        seconds = r["seconds"]
+        took = f", {min(seconds):.2f}-{max(seconds):.2f} s each" if seconds else ""
+        console.print(
+            f"detector re-runs: {r['runs']}{took}, {r['failed']} failed; components added "
+            f"{r['added']}, refused {r['add_failed']}"
+        )

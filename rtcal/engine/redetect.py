@@ -171,13 +171,24 @@ class Redetector(threading.Thread):
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
-                self._results.put(self._run(job))
-                self.n_runs += 1
-            except (RtcalError, ValueError, np.linalg.LinAlgError) as e:
-                self.n_failed += 1
-                print(f"rtcal engine: detector re-run failed: {e}", file=sys.stderr)
+                result = self.run_now(job)
+                if result is not None:
+                    self._results.put(result)
             finally:
                 self._busy.clear()
+
+    def run_now(self, job: RedetectJob) -> RedetectResult | None:
+        """One re-run on the calling thread (the worker's body; ``rtcal run`` calls
+        it between frames, without starting the thread). None if it failed
+        (counted in ``n_failed`` and said on stderr)."""
+        try:
+            result = self._run(job)
+        except (RtcalError, ValueError, np.linalg.LinAlgError) as e:
+            self.n_failed += 1
+            print(f"rtcal engine: detector re-run failed: {e}", file=sys.stderr)
+            return None
+        self.n_runs += 1
+        return result
 
     def _run(self, job: RedetectJob) -> RedetectResult:
         t0 = time.perf_counter()

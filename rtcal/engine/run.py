@@ -9,15 +9,21 @@ the end.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rtcal.buffer.keyframe import KeyframeBuffer
 from rtcal.detect.proposal import FootprintProposer
+from rtcal.engine.components import footprint_csr
 from rtcal.engine.gc_pauses import freeze_heap
 from rtcal.engine.pipeline import FrameOutput, Pipeline, PipelineConfig
+from rtcal.engine.redetect import RedetectJob, Redetector
+from rtcal.errors import RtcalError
 from rtcal.store import ResultsWriter
 
 
@@ -26,7 +32,9 @@ class RunSummary:
     """n_frames: frames written; n_components: components at the end; skipped:
     frames skipped by reason; init_seconds: initialisation time; frame_ms:
     float64 (n,) arrival-to-result time of the frames after initialisation;
-    n_retired: components merged away or retired by the end (they keep their index)."""
+    n_retired: components merged away or retired by the end (they keep their index);
+    redetect: the detector re-runs (runs, failed, added, add_failed, seconds), None
+    without them."""
 
     n_frames: int
     n_components: int
@@ -34,6 +42,76 @@ class RunSummary:
     init_seconds: float
     frame_ms: np.ndarray
     n_retired: int = 0
+    redetect: dict | None = None
+
+
+class OfflineRedetect:
+    """The live engine's periodic detector re-runs, between frames of ``rtcal run``.
+
+    The same keyframe buffer (``rtcal.buffer.keyframe``) and the same re-run
+    (``Redetector.run_now``: proposals matched to the existing components by IoU,
+    kept once ``confirm_runs`` consecutive re-runs propose them); only the timing
+    differs: the live engine runs the detector in another process while frames
+    go on, and adds what it found a few components per frame, some frames later;
+    here the frame loop waits for it and adds them at once, before the next
+    frame. Nothing after the frame is seen either way.
+    """
+
+    def __init__(self, pipeline: Pipeline, every_frames: int, *, keyframe_frames: int = 300,
+                 n_key: int = 3, confirm_runs: int = 2) -> None:
+        self.pipeline = pipeline
+        self.every_frames = every_frames
+        self.keyframe_frames = keyframe_frames
+        self.n_key = n_key
+        self.redetector = Redetector(pipeline.detector, confirm_runs=confirm_runs, in_process=False)
+        self.keyframes = None
+        self.since = 0
+        self.last_index = -1
+        self.n_added = 0
+        self.n_add_failed = 0
+        self.seconds: list[float] = []
+
+    def counters(self) -> dict:
+        r = self.redetector
+        return {"runs": r.n_runs, "failed": r.n_failed, "added": self.n_added,
+                "add_failed": self.n_add_failed, "seconds": list(self.seconds)}
+
+    def after(self, out: FrameOutput) -> None:
+        """Push the frame's motion-corrected pixels into the keyframe buffer."""
+        corrected = out.corrected
+        if corrected is None:
+            return
+        if not isinstance(corrected, np.ndarray):  # a device array (backend "cuda")
+            corrected = corrected.get()
+        if self.keyframes is None:
+            H, W = corrected.shape
+            self.keyframes = KeyframeBuffer(H, W, self.keyframe_frames, self.n_key)
+        self.keyframes.push(out.index, np.asarray(corrected, np.float32))
+        self.since += 1
+        self.last_index = out.index
+
+    def between_frames(self) -> None:
+        """Re-run if a period has ended (before the next frame: a re-run after the
+        stream's last frame would add components with no frame to show them in)."""
+        if self.since < self.every_frames:
+            return
+        self.since = 0
+        existing = footprint_csr(self.pipeline)
+        job = RedetectJob(self.last_index, self.keyframes.snapshot, existing, threading.Event())
+        result = self.redetector.run_now(job)
+        if result is None:
+            return
+        self.seconds.append(result.seconds)
+        if not len(result.footprints):
+            return
+        try:
+            added = self.pipeline.add_components(result.footprints, result.window)
+        except RtcalError as e:  # the pipeline is left as it was: count, say, go on
+            self.n_add_failed += len(result.footprints)
+            print(f"rtcal run: {len(result.footprints)} detected component(s) not added: {e}",
+                  file=sys.stderr)
+            return
+        self.n_added += len(added)
 
 
 def run_frames(
@@ -47,13 +125,23 @@ def run_frames(
     attrs: dict | None = None,
     detector: FootprintProposer | None = None,
     freeze_gc: bool = False,
+    detect_every: int = 0,
+    confirm_runs: int = 2,
+    keyframe_frames: int = 300,
+    keyframe_n_key: int = 3,
 ) -> RunSummary:
     """Feed frames (each (H, W)) in order; write ``out_path``; return a summary.
     detector: initial footprint proposer (default: the seed detector);
     freeze_gc: once initialised, move every live object out of the garbage
     collector's reach, as the live engine does (``rtcal.engine.gc_pauses``; for a
-    command-line run: it is process-wide)."""
+    command-line run: it is process-wide); detect_every: frames between detector
+    re-runs (0: none; ``OfflineRedetect``), with the live engine's confirm_runs
+    and keyframe buffer (keyframe_frames, keyframe_n_key)."""
     pipeline = Pipeline(config, detector)
+    redetect = None
+    if detect_every:
+        redetect = OfflineRedetect(pipeline, detect_every, keyframe_frames=keyframe_frames,
+                                   n_key=keyframe_n_key, confirm_runs=confirm_runs)
     meta = {
         "pipeline": "online",
         "init_frames": config.init_frames,
@@ -96,8 +184,13 @@ def run_frames(
             if not frozen and pipeline.initialised:
                 freeze_heap()
                 frozen = True
+            if redetect is not None:
+                redetect.between_frames()
             outputs = pipeline.push(index, frame)
             write(outputs)
+            if redetect is not None and pipeline.initialised:
+                for out in outputs:
+                    redetect.after(out)
             if pipeline.initialised and len(outputs) == 1:
                 frame_ms.append((outputs[0].t_done_ns - outputs[0].t_received_ns) / 1e6)
         write(pipeline.finish())
@@ -111,4 +204,5 @@ def run_frames(
         pipeline.init_seconds,
         np.asarray(frame_ms),
         int((retired >= 0).sum()),
+        None if redetect is None else redetect.counters(),
     )
