@@ -11,6 +11,15 @@ online pipeline would start from, for exactly these footprints.
 Denoising: OASIS AR(1) per trace (Friedrich et al. 2017), the decay g fitted to
 each trace's autocovariance (tau within 0.2-5 s; ``tau_decay_s`` where the fit
 fails), smallest spike ``spike_sd`` noise sigmas.
+
+The traces are the clamped ones (``OnlineNMF.init_traces``), not the
+unconstrained ones the online pipeline deconvolves since session 17
+(``init_noisy``): batch OASIS over the whole window did better on them
+(``python bench/detector.py --weights rtcal/weights/detector_2p.pt --skip-speed
+--windows 4 --frames 500``: median trace r 0.944 against 0.910 for the 2p
+weights, 0.959 against 0.916 for the seed detector), while the online,
+frame-by-frame deconvolution did better on the unconstrained ones
+(``rtcal.deconv.config.DeconvConfig``).
 """
 
 from __future__ import annotations
