@@ -24,9 +24,10 @@ class DeconvConfig:
     25, 26) the median trace correlation with the true calcium was 0.949 /
     0.958 / 0.969 against 0.938 / 0.951 / 0.965 for AR(2), and seed 11 at
     256x256 reported 2733 spikes against 3358 for AR(2) (838 true; spike F1
-    within 3 frames, median over cells, 0.17 against 0.16). (On the clamped
-    traces the pipeline used before, AR(2) had counted spikes better on four
-    1000-frame movies, at the same correlation.)
+    within 3 frames, median over cells, 0.17 against 0.16). AR(1) on the
+    clamped traces the pipeline used before correlated as well (0.952 at
+    256x256) but reported 4x as many spikes (10460 on seed 11); there AR(2) had
+    counted spikes better on four 1000-frame movies, at the same correlation.
     tau_rise_s: prior rise time, used by order 2 for traces too short, or too
     noisy, to estimate it; max_pools: OASIS pools kept per component (memory,
     and how far back a merge can reach); lam: L1 penalty on spikes, trace units."""
