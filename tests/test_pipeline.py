@@ -152,6 +152,7 @@ def test_warm_up_runs_on_copies_and_changes_no_output(movie, monkeypatch):
     assert len(got) == len(want) == len(frames)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a.traces, b.traces)
+        np.testing.assert_array_equal(a.denoised, b.denoised)  # the running baseline too
         np.testing.assert_array_equal(a.spikes, b.spikes)
         np.testing.assert_array_equal(a.added, b.added)
     assert warmed.footprints.shape == cold.footprints.shape

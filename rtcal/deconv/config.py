@@ -30,12 +30,18 @@ class DeconvConfig:
     counted spikes better on four 1000-frame movies, at the same correlation.
     tau_rise_s: prior rise time, used by order 2 for traces too short, or too
     noisy, to estimate it; max_pools: OASIS pools kept per component (memory,
-    and how far back a merge can reach); lam: L1 penalty on spikes, trace units."""
+    and how far back a merge can reach); lam: L1 penalty on spikes, trace units;
+    baseline_speed_sd: the running baseline taken off each trace before
+    deconvolution (``rtcal.deconv.baseline``) follows drifts up to this many
+    noise sigmas per second (0: none; mode "1p" sets 0); baseline_quantile:
+    the quantile of the trace it tracks."""
 
     order: int = 1
     tau_rise_s: float = 0.05
     max_pools: int = 64
     lam: float = 0.0
+    baseline_speed_sd: float = 0.3
+    baseline_quantile: float = 0.5
 
     def __post_init__(self) -> None:
         checks = {
@@ -43,6 +49,9 @@ class DeconvConfig:
             "tau_rise_s": 0 < self.tau_rise_s <= 1.0,
             "max_pools": isinstance(self.max_pools, int) and self.max_pools >= 2,
             "lam": np.isfinite(self.lam) and self.lam >= 0,
+            "baseline_speed_sd": np.isfinite(self.baseline_speed_sd)
+            and self.baseline_speed_sd >= 0,
+            "baseline_quantile": 0 < self.baseline_quantile < 1,
         }
         for name, ok in checks.items():
             if not ok:

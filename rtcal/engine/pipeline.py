@@ -25,6 +25,7 @@ import numpy as np
 
 from rtcal.backend import BACKENDS, get_backend
 from rtcal.deconv.ar import NOISE_MIN_FRAMES, estimate_ar2, estimate_g, noise_sigma
+from rtcal.deconv.baseline import RunningBaseline
 from rtcal.deconv.config import DeconvConfig, make_deconvolver
 from rtcal.deconv.dff import DffConfig, RunningDff
 from rtcal.deconv.oasis_ar2 import MIN_ROOT_GAP, ar2_from_roots
@@ -135,6 +136,9 @@ def pipeline_config(
         # same movie were background; at 10, 1 of 22).
         seed = SeedConfig(radius_px=radius_px, min_pnr=10.0, highpass_radii=0.0,
                           background="ring", local_background=True, corr_threshold_sd=2.0)
+        # The running baseline under the deconvolution did worse in 1p
+        # (rtcal.deconv.baseline).
+        overrides.setdefault("deconv", DeconvConfig(baseline_speed_sd=0.0))
     else:
         nmf = OnlineNMFConfig(radius_px=radius_px)
         seed = SeedConfig(radius_px=radius_px)
@@ -188,6 +192,7 @@ class Pipeline:
         self._motion: RigidMotionCorrector | None = None
         self._nmf: OnlineNMF | None = None
         self._deconv: OnlineDeconvolver | None = None
+        self._drift: RunningBaseline | None = None  # under the deconvolution (2p)
         self._dff: RunningDff | None = None
         self._saturation: float | None = None
         # Checked now, not after init_frames: a missing GPU is reported at once.
@@ -279,9 +284,17 @@ class Pipeline:
         kinetics = self._kinetics(kinetic)  # before any state changes: all or nothing
         traces = np.maximum(residual, 0).astype(np.float32)
         new = self._nmf.add_components(footprints.astype(np.float32), traces)
-        self._deconv.add_components(*kinetics)
+        self._add_kinetics(kinetics)
         self._dff.add_components(self._nmf.resting_level(new))
         return new
+
+    def _add_kinetics(self, kinetics: tuple[np.ndarray, np.ndarray]) -> None:
+        """New components' (g, s_min) to the deconvolver, and a running baseline
+        from 0 (their traces start at rest) with their noise level."""
+        g, s_min = kinetics
+        self._deconv.add_components(g, s_min)
+        if self._drift is not None:
+            self._drift.add_components(np.zeros(len(s_min)), s_min / self.config.spike_sd)
 
     def _buffer_traces(self, index: np.ndarray) -> np.ndarray:
         """float64 (n, L) least-squares traces of components ``index`` over the
@@ -326,7 +339,15 @@ class Pipeline:
         self._nmf = OnlineNMF(c.nmf, c.fps_hz, proposal.footprints, registered)
         traces = self._nmf.init_noisy  # unconstrained: the clamped ones sit at 0 half the time
         K = traces.shape[0]
-        self._deconv = make_deconvolver(c.deconv, *self._kinetics(traces))
+        g, s_min = self._kinetics(traces)
+        self._deconv = make_deconvolver(c.deconv, g, s_min)
+        self._drift = None
+        if c.deconv.baseline_speed_sd > 0:
+            level = np.median(traces, axis=1) if traces.shape[1] else np.zeros(K)
+            self._drift = RunningBaseline(
+                level, s_min / c.spike_sd, speed_sd=c.deconv.baseline_speed_sd,
+                fps_hz=c.fps_hz, quantile=c.deconv.baseline_quantile,
+            )
         self._dff = RunningDff(DffConfig(fps_hz=c.fps_hz), self._nmf.resting_level(np.arange(K)))
         if self._device is not None:  # the per-frame stages continue on the device
             self._motion = DeviceMotionCorrector(self._motion, self._device)
@@ -363,8 +384,8 @@ class Pipeline:
         The copies are then dropped: nothing of the real state changes (tested).
         """
         shadow = copy.copy(self)
-        shadow._motion, shadow._nmf, shadow._deconv, shadow._dff = copy.deepcopy(
-            (self._motion, self._nmf, self._deconv, self._dff)
+        shadow._motion, shadow._nmf, shadow._deconv, shadow._drift, shadow._dff = copy.deepcopy(
+            (self._motion, self._nmf, self._deconv, self._drift, self._dff)
         )
         nmf = shadow._nmf
         now = time.monotonic_ns()
@@ -438,7 +459,9 @@ class Pipeline:
         assert self._deconv is not None and self._dff is not None
         t0 = time.perf_counter_ns()
         _, dff = self._dff.step(trace)
-        denoised, spikes = self._deconv.step(trace)
+        denoised, spikes = self._deconv.step(
+            trace if self._drift is None else self._drift.step(trace)
+        )
         if retired is not None and retired.any():  # retired components report 0
             for values in (denoised, spikes, dff):
                 values[retired] = 0.0
@@ -466,7 +489,7 @@ class Pipeline:
         step = self._nmf.step(moved.corrected, moved.invented_border)
         t2 = time.perf_counter_ns()
         if len(step.added):
-            self._deconv.add_components(*self._kinetics(self._buffer_traces(step.added)))
+            self._add_kinetics(self._kinetics(self._buffer_traces(step.added)))
             self._dff.add_components(self._nmf.resting_level(step.added))
         return self._output(
             index,
