@@ -23,8 +23,8 @@ class DeconvConfig:
     2p 512x512 / 300 / 2000, seeds 11-12; 1p 256x256 / 40 / 1500, seeds 21, 22,
     25, 26) the median trace correlation with the true calcium was 0.949 /
     0.958 / 0.969 against 0.938 / 0.951 / 0.965 for AR(2), and seed 11 at
-    256x256 reported 2733 spikes against 3358 for AR(2) (838 true; spike F1
-    within 3 frames, median over cells, 0.17 against 0.16). AR(1) on the
+    256x256 reported 2666 spikes against 3255 for AR(2) (756 true; `rtcal
+    eval`'s spike inference, median F1 per cell 0.22 against 0.17). AR(1) on the
     clamped traces the pipeline used before correlated as well (0.952 at
     256x256) but reported 4x as many spikes (10460 on seed 11); there AR(2) had
     counted spikes better on four 1000-frame movies, at the same correlation.

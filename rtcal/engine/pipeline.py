@@ -152,6 +152,16 @@ def pipeline_config(
     )
 
 
+def _least_squares(footprints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, solve) for flat footprints (n, P): the pixels any of them covers,
+    and the (n, len(pixels)) least-squares map (A A^T)^-1 A there, so that
+    ``solve @ y[pixels]`` are their traces in frame y."""
+    A = np.asarray(footprints, np.float64)
+    pixels = np.flatnonzero(A.any(axis=0))
+    A = A[:, pixels]
+    return pixels, np.linalg.pinv(A @ A.T) @ A
+
+
 @dataclass(frozen=True)
 class FrameOutput:
     """One processed frame. index: its movie frame index; traces (raw: each
@@ -264,10 +274,7 @@ class Pipeline:
             )
         if n == 0:
             return np.zeros(0, np.int64)
-        A = footprints.reshape(n, -1).astype(np.float64)
-        pixels = np.flatnonzero(A.any(axis=0))
-        A = A[:, pixels]
-        solve = np.linalg.pinv(A @ A.T) @ A  # (n, p): least squares under the footprints
+        pixels, solve = _least_squares(footprints.reshape(n, -1))
         residual = solve @ self._nmf.buffer.pixels(pixels).T  # (n, L)
         data = window.reshape(len(window), -1)[:, pixels] - self._nmf.baseline[pixels]
         kinetic = solve @ data.T  # (n, T)
@@ -302,10 +309,7 @@ class Pipeline:
         leave, oldest first): unsmoothed and unclamped, so that their noise level
         and the spike threshold drawn from it are right (the residual search's
         own trace is smoothed and clamped at 0)."""
-        rows = self._nmf.A.csr[np.asarray(index, np.int64)]
-        pixels = np.unique(rows.indices)
-        A = rows[:, pixels].toarray().astype(np.float64)
-        solve = np.linalg.pinv(A @ A.T) @ A
+        pixels, solve = _least_squares(self._nmf.A.csr[np.asarray(index, np.int64)].toarray())
         return solve @ self._nmf.buffer.pixels(pixels).T
 
     # ------------------------------------------------------------ internals
