@@ -95,12 +95,12 @@ SUITES = {
 }
 
 
-def simulate(suite: Suite, seed: int, spikes: list | None = None,
-             trains: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate(suite: Suite, seed: int, trains: list | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frames (T, H, W) uint16, true footprints (K, H, W), true calcium (K, T)),
     as ``rtcal simulate OUT --mode M --size H W --frames T --neurons K --fps F
-    --seed S`` writes them; each cell's spike count is appended to ``spikes`` if
-    given, and the spike trains (K, T) to ``trains``."""
+    --seed S`` writes them; the spike trains, bool (K, T), are appended to
+    ``trains`` if given."""
     cfg = make_config(suite.mode, height=suite.size[0], width=suite.size[1],
                       n_neurons=suite.neurons, n_frames=suite.frames, fps_hz=suite.fps,
                       seed=seed)
@@ -108,11 +108,8 @@ def simulate(suite: Suite, seed: int, spikes: list | None = None,
     chunks = list(sim.chunks())
     frames = np.concatenate([c.images for c in chunks])
     calcium = np.concatenate([c.calcium for c in chunks]).T
-    train = np.concatenate([c.spikes for c in chunks]).T > 0
-    if spikes is not None:
-        spikes.append(train.sum(axis=1))
     if trains is not None:
-        trains.append(train)
+        trains.append(np.concatenate([c.spikes for c in chunks]).T > 0)
     return frames, sim.footprints, calcium
 
 
@@ -230,16 +227,15 @@ def main() -> None:
     for name in [s for s in args.suite if s != "none"]:
         suite = SUITES[name]
         for seed in args.seeds or suite.seeds:
-            spikes: list[np.ndarray] = []
             trains: list[np.ndarray] = []
-            frames, footprints, calcium = simulate(suite, seed, spikes, trains)
+            frames, footprints, calcium = simulate(suite, seed, trains)
             truth = truth_from_arrays(footprints, calcium=calcium, spikes=trains[0])
             r = run_and_score(frames, truth,
                               fps=suite.fps, radius=suite.radius, mode=suite.mode,
                               config_path=args.config, detect_every=args.detect_every)
             del frames
             r["seed"] = seed
-            r["ceiling_f1"] = activity_ceiling(spikes).f1
+            r["ceiling_f1"] = activity_ceiling(trains[0].sum(axis=1)).f1
             rows.setdefault(name, []).append(r)
             print(_row_line(name, seed, r), flush=True)
     if args.real is not None:
