@@ -26,7 +26,8 @@ def test_example_loads_with_its_values_and_passthrough_sections():
     assert (p.fps_hz, p.radius_px, p.init_frames, loaded.mode) == (30.0, 6.0, 300, "2p")
     assert p.nmf.merge_every == 100 and p.deconv == DeconvConfig(order=1, tau_rise_s=0.05)
     assert loaded.sections["engine"] == {
-        "drop_policy": "oldest", "detect_every_frames": 1000, "realtime_priority": 0
+        "drop_policy": "oldest", "detect_every_frames": 1000, "detect_confirm_runs": 2,
+        "realtime_priority": 0,
     }
     assert loaded.sections["triggers"][0]["neurons"] == [3]
 

@@ -18,16 +18,16 @@ def _disc(r0, c0, radius):
 class _Fixed:
     """A proposer that always answers the same footprints (and counts its calls)."""
 
-    def __init__(self, footprints, score=1.0):
+    def __init__(self, footprints, score=1.0, sure=None):
         self.footprints = np.asarray(footprints, np.float32).reshape(-1, H, W)
-        self.score, self.calls = score, 0
+        self.score, self.sure, self.calls = score, sure, 0
 
     def propose(self, window):
         self.calls += 1
         n = len(self.footprints)
         centers = np.array([np.argwhere(f > 0).mean(axis=0) for f in self.footprints],
                            np.float32).reshape(n, 2)
-        return Proposal(self.footprints, centers, np.full(n, self.score, np.float32))
+        return Proposal(self.footprints, centers, np.full(n, self.score, np.float32), self.sure)
 
 
 def test_the_second_detector_adds_only_what_is_new():
@@ -35,7 +35,8 @@ def test_the_second_detector_adds_only_what_is_new():
     shifted_a = _disc(11, 10, 5)  # the same cell as a (IoU ~0.8): not added
     fragment_b = b * (np.mgrid[:H, :W][1] >= 31)  # half of b: IoU < 0.5 but covered
     c = _disc(12, 38, 5)  # a cell the first detector missed
-    first, second = _Fixed([a, b], 0.9), _Fixed([shifted_a, fragment_b, c], 7.0)
+    first = _Fixed([a, b], 0.9, sure=np.array([False, True]))
+    second = _Fixed([shifted_a, fragment_b, c], 7.0)  # says nothing of sureness
     det = CombinedDetector(first, second)
     window = np.zeros((5, H, W), np.float32)
     got = det.propose(window)
@@ -44,6 +45,7 @@ def test_the_second_detector_adds_only_what_is_new():
     np.testing.assert_array_equal(got.footprints, np.stack([a, b, c]))
     np.testing.assert_allclose(got.centers[2], [12, 38], atol=0.01)
     assert got.score.tolist() == [pytest.approx(0.9)] * 2 + [7.0]
+    assert got.sure.tolist() == [False, True, False]
     assert (det.last_counts.first, det.last_counts.second, det.last_counts.added) == (2, 3, 1)
 
 
@@ -95,7 +97,8 @@ def test_the_rerun_process_runs_a_combined_detector(tmp_path):
     expected = det.propose(window).footprints  # the learned runtime is built here
     proc = DetectorProcess(det)
     try:
-        got = proc.propose(window)
+        got, sure = proc.propose(window)
     finally:
         proc.close()
     np.testing.assert_allclose(got.toarray().reshape(-1, H, W), expected, atol=1e-5)
+    np.testing.assert_array_equal(sure, det.propose(window).sure_mask)

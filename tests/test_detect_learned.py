@@ -53,6 +53,27 @@ def test_proposal_is_valid_across_tiles():
             assert inter / (masks[i] | masks[j]).sum() < ANY_SIZE.nms_iou
 
 
+def test_sure_marks_the_proposals_scoring_at_least_sure_score():
+    from dataclasses import replace
+
+    model, window = tiny_model(confident=True), _window()
+    p = LearnedDetector(EagerRuntime(model), ANY_SIZE).propose(window)
+    assert len(p) >= 2 and p.score[0] > p.score[-1]  # at least two distinct scores
+    cut = float(p.score[0])  # only the best (or those tied with it) are sure
+    q = LearnedDetector(EagerRuntime(model), replace(ANY_SIZE, sure_score=cut)).propose(window)
+    np.testing.assert_array_equal(q.sure, q.score >= cut)
+    assert q.sure[0] and not q.sure[-1]
+    # below the threshold, the threshold rules: every proposal is sure
+    low = replace(ANY_SIZE, sure_score=0.1)
+    assert LearnedDetector(EagerRuntime(model), low).propose(window).sure.all()
+    for none in (None, 1.0):
+        r = LearnedDetector(EagerRuntime(model), replace(ANY_SIZE, sure_score=none)).propose(
+            window)
+        assert r.sure is None and not r.sure_mask.any() and r.sure_mask.shape == (len(r),)
+    with pytest.raises(LearnedDetectorError, match="sure_score"):
+        LearnedDetectorConfig(sure_score=1.5)
+
+
 def test_nothing_confident_gives_an_empty_proposal():
     det = LearnedDetector(EagerRuntime(tiny_model()), ANY_SIZE)  # class prior 0.01
     p = det.propose(_window(H=40, W=40))
@@ -155,6 +176,9 @@ def test_factory_makes_each_detector_by_name(tmp_path):
     path = tiny_checkpoint(tmp_path / "tiny.pt")
     det = make_detector("learned", config, weights=path, runtime="eager")
     assert isinstance(det, LearnedDetector) and det.config.radius_px == 5.0
+    assert det.config.sure_score == LearnedDetectorConfig().sure_score
+    det = make_detector("learned", config, weights=path, runtime="eager", sure_score=0.75)
+    assert det.config.sure_score == 0.75
     with pytest.raises(DetectorChoiceError, match="known: seed, learned"):
         make_detector("cnn", config)
 

@@ -293,6 +293,29 @@ def test_confirm_needs_consecutive_runs():
     assert cand.shape[0] == 1 and np.array_equal(cand.toarray()[0], c.ravel())
 
 
+def test_confirm_takes_a_sure_proposal_at_once():
+    from rtcal.engine.redetect import confirm
+
+    shape = (30, 30)
+    a, b, c = (_disc(shape, p, 4) for p in ((8, 8), (20, 20), (8, 22)))
+    flat = lambda *f: sp.csr_array(np.stack(f).reshape(len(f), -1))  # noqa: E731
+    none = sp.csr_array((0, shape[0] * shape[1]), dtype=np.float32)
+    done, cand, count = confirm(flat(a, b), none, np.zeros(0, np.int64), 2, width=shape[1],
+                                sure=np.array([False, True]))
+    assert done.shape[0] == 1 and np.array_equal(done.toarray()[0], b.ravel())
+    assert cand.shape[0] == 1 and np.array_equal(cand.toarray()[0], a.ravel())
+    assert count.tolist() == [1]
+    # a candidate proposed again, now sure, is done; an unsure newcomer waits
+    done, cand, count = confirm(flat(a, c), cand, count, 3, width=shape[1],
+                                sure=np.array([True, False]))
+    assert done.shape[0] == 1 and np.array_equal(done.toarray()[0], a.ravel())
+    assert cand.shape[0] == 1 and np.array_equal(cand.toarray()[0], c.ravel())
+    assert count.tolist() == [1]
+    # nothing sure: the consecutive-run rule alone
+    done, _, count = confirm(flat(c), cand, count, 3, width=shape[1], sure=np.array([False]))
+    assert done.shape[0] == 0 and count.tolist() == [2]
+
+
 def test_detector_process_proposes_what_the_detector_does(movie):
     from rtcal.detect.seed import SeedConfig, SeedDetector
     from rtcal.engine.detect_process import DetectorProcess, DetectorProcessError
@@ -302,7 +325,9 @@ def test_detector_process_proposes_what_the_detector_does(movie):
     expected = detector.propose(window).footprints
     proc = DetectorProcess(detector)
 
-    def dense(fp):  # the process answers sparse (n, H*W)
+    def dense(answer):  # the process answers sparse (n, H*W) and the sure flags
+        fp, sure = answer
+        assert sure.dtype == bool and sure.shape == (fp.shape[0],) and not sure.any()
         return fp.toarray().reshape(-1, *window.shape[1:])
 
     try:
@@ -320,7 +345,7 @@ def test_detector_process_proposes_what_the_detector_does(movie):
         proc.close()
     assert proc._proc.exitcode == 0  # stopped through the pipe, not killed
     assert len(expected) >= 1
-    assert got.shape == (len(expected), window.shape[1] * window.shape[2])
+    assert got[0].shape == (len(expected), window.shape[1] * window.shape[2])
     np.testing.assert_array_equal(dense(got), expected)
     np.testing.assert_array_equal(dense(again), detector.propose(window[50:]).footprints)
 
@@ -350,21 +375,22 @@ def test_detector_process_runs_a_learned_detector_that_has_run_before(movie, tmp
     never.model.decoder.head.class_embed.bias.data.fill_(-20.0)  # no query says "neuron"
     procs = [DetectorProcess(detector), DetectorProcess(never)]
     try:
-        got = procs[0].propose(window)
-        empty = procs[1].propose(window)
+        got, got_sure = procs[0].propose(window)
+        empty, empty_sure = procs[1].propose(window)
     finally:
         for proc in procs:
             proc.close()
     np.testing.assert_allclose(got.toarray().reshape(-1, H, W), expected, atol=1e-5)
-    assert empty.shape == (0, H * W)
+    np.testing.assert_array_equal(got_sure, detector.propose(window).sure_mask)
+    assert empty.shape == (0, H * W) and empty_sure.shape == (0,)
 
 
 class _Later:
     """A detector that proposes ``first`` on its first call (initialisation) and
     ``later`` afterwards; raises on later calls if ``later`` is an exception."""
 
-    def __init__(self, first, later):
-        self.first, self.later, self.calls = first, later, 0
+    def __init__(self, first, later, sure=None):
+        self.first, self.later, self.sure, self.calls = first, later, sure, 0
 
     def propose(self, window):
         self.calls += 1
@@ -372,7 +398,8 @@ class _Later:
             raise self.later
         fp = self.first if self.calls == 1 else self.later
         n = len(fp)
-        return Proposal(fp, np.zeros((n, 2), np.float32), np.ones(n, np.float32))
+        return Proposal(fp, np.zeros((n, 2), np.float32), np.ones(n, np.float32),
+                        None if self.calls == 1 else self.sure)
 
 
 def _offline(movie, tmp_path, detector, **kw):
@@ -408,6 +435,11 @@ def test_rtcal_run_re_runs_the_detector_and_adds_what_two_runs_confirm(movie, tm
     _, r1 = _offline(movie, tmp_path, _Later(A[:5], A), detect_every=60, confirm_runs=1,
                      keyframe_frames=60)
     assert r1.born_frame.tolist() == [0] * 5 + [100]
+    # a proposal the detector is sure of needs no second run
+    sure = np.arange(len(A)) == 5
+    _, r2 = _offline(movie, tmp_path, _Later(A[:5], A, sure), detect_every=60, confirm_runs=2,
+                     keyframe_frames=60)
+    assert r2.born_frame.tolist() == [0] * 5 + [100]
 
 
 def test_rtcal_run_counts_failed_re_runs_and_goes_on(movie, tmp_path, capsys):

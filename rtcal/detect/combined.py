@@ -82,4 +82,5 @@ class CombinedDetector:
                                     np.asarray(b.centers).reshape(-1, 2)[keep]]).astype(
                 np.float32),
             score=np.concatenate([a.score, b.score[keep]]).astype(np.float32),
+            sure=np.concatenate([a.sure_mask, b.sure_mask[keep]]),
         )

@@ -32,14 +32,17 @@ class DetectorChoiceError(RtcalError, ValueError):
 def make_detector(name: str, pipeline_config, *, weights: str | Path | None = None,
                   runtime: str | None = None, device: str = "cpu",
                   threads: int | None = None, score_threshold: float | None = None,
-                  in_pipeline: bool = False) -> FootprintProposer:
+                  sure_score: float | None = None, in_pipeline: bool = False
+                  ) -> FootprintProposer:
     """The detector ``name`` set up for ``pipeline_config`` (a PipelineConfig: its
     seed settings, or its soma radius and mode for the learned detector).
 
     weights: learned checkpoint (default: the shipped one); runtime: "auto" (None),
     "eager", "onnx", "compile" or "tensorrt"; device: "cpu" or "cuda"; threads:
     ONNX Runtime CPU threads; score_threshold: "neuron" score a proposal needs
-    (default: the checkpoint's, calibrated for the pipeline's mode); in_pipeline:
+    (default: the checkpoint's, calibrated for the pipeline's mode); sure_score:
+    score from which a proposal is ``sure`` (added by the first re-run that makes
+    it; default ``LearnedDetectorConfig.sure_score``; 1 for none); in_pipeline:
     the detector seeds an online pipeline (use the checkpoint's pipeline threshold,
     ``LearnedDetectorConfig``). Only "learned" reads them.
     """
@@ -50,21 +53,25 @@ def make_detector(name: str, pipeline_config, *, weights: str | Path | None = No
 
         learned = make_detector("learned", pipeline_config, weights=weights, runtime=runtime,
                                 device=device, threads=threads,
-                                score_threshold=score_threshold, in_pipeline=in_pipeline)
+                                score_threshold=score_threshold, sure_score=sure_score,
+                                in_pipeline=in_pipeline)
         return CombinedDetector(learned, SeedDetector(pipeline_config.seed))
     if name == "learned":
-        from rtcal.detect.learned import LearnedDetector, LearnedDetectorConfig
+        from rtcal.detect.learned import SURE_SCORE, LearnedDetector, LearnedDetectorConfig
 
         config = LearnedDetectorConfig(radius_px=pipeline_config.radius_px,
                                        mode=pipeline_config.mode,
                                        score_threshold=score_threshold,
+                                       sure_score=SURE_SCORE if sure_score is None
+                                       else float(sure_score),
                                        in_pipeline=in_pipeline)
         return LearnedDetector.from_weights(weights, config, device=device, prefer=runtime,
                                             threads=threads)
     raise DetectorChoiceError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
 
 
-DETECTOR_KEYS = ("name", "weights", "runtime", "device", "threads", "score_threshold")
+DETECTOR_KEYS = ("name", "weights", "runtime", "device", "threads", "score_threshold",
+                 "sure_score")
 
 
 def describe_detector(detector: FootprintProposer) -> str:
@@ -84,7 +91,7 @@ def describe_detector(detector: FootprintProposer) -> str:
 def detector_from_section(section: dict | None, pipeline_config, **flags) -> FootprintProposer:
     """The detector of an online pipeline (``rtcal run``, ``rtcal serve``) from a
     config file's ``[detector]`` table (keys: name, one of ``DETECTORS``; weights,
-    runtime, device, threads, score_threshold), with ``flags`` (the same keys,
+    runtime, device, threads, score_threshold, sure_score), with ``flags`` (the same keys,
     None = not given) taking precedence; default name: ``DEFAULT_DETECTOR`` of the
     pipeline's mode. The learned detector uses the checkpoint's pipeline threshold."""
     section = dict(section or {})

@@ -65,6 +65,7 @@ SHIPPED_WEIGHTS_BY_MODE = {"2p": "detector_2p.pt", "1p": "detector_default.pt"}
 
 
 DEFAULT_THRESHOLD = 0.5  # for a checkpoint with no calibrated threshold
+SURE_SCORE = 0.55  # LearnedDetectorConfig.sure_score; rtcal.engine.redetect says why
 
 
 class LearnedDetectorError(RtcalError, ValueError):
@@ -91,7 +92,11 @@ class LearnedDetectorConfig:
     min_area_frac, max_area_frac: accepted mask area / (pi radius_px^2);
     fit_footprints: weigh each mask by the rank-1 fit (``rtcal.detect.weighting``)
     instead of using the flat mask; dilate_px: reach of the fit beyond the mask;
-    batch_tiles: tiles per runtime call.
+    batch_tiles: tiles per runtime call;
+    sure_score: a proposal scoring at least this (and the threshold) is marked
+    ``sure`` (``rtcal.detect.proposal.Proposal``): the live engine adds it at the
+    first re-run that proposes it instead of waiting for a second (None or 1:
+    none).
     """
 
     radius_px: float = 6.0
@@ -107,6 +112,7 @@ class LearnedDetectorConfig:
     fit_footprints: bool = False
     dilate_px: int = 1
     batch_tiles: int = 8
+    sure_score: float | None = SURE_SCORE
 
     def __post_init__(self) -> None:
         checks = {
@@ -121,6 +127,7 @@ class LearnedDetectorConfig:
             "min_area_frac": 0.0 <= self.min_area_frac < self.max_area_frac,
             "dilate_px": 0 <= self.dilate_px <= 20,
             "batch_tiles": self.batch_tiles >= 1,
+            "sure_score": self.sure_score is None or 0.0 < self.sure_score <= 1.0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -286,8 +293,10 @@ class LearnedDetector:
         footprints = dense(fits, H, W)
         centers = np.array([f.centre for f in fits], np.float32)
         self.last_timing = ProposeTiming(0.0, t1 - t0, time.perf_counter() - t1, grid.n_tiles)
-        return Proposal(footprints=footprints, centers=centers.reshape(-1, 2),
-                        score=np.array([f.score for f in fits], np.float32))
+        score = np.array([f.score for f in fits], np.float32)
+        sure = c.sure_score is not None and c.sure_score < 1.0
+        return Proposal(footprints=footprints, centers=centers.reshape(-1, 2), score=score,
+                        sure=(score >= max(c.sure_score, self.score_threshold)) if sure else None)
 
     def _check_window(self, window: np.ndarray) -> None:
         if not isinstance(window, np.ndarray) or window.ndim != 3:

@@ -40,7 +40,8 @@ class EngineConfig:
     detect_every_frames: frames between detector re-runs on the keyframe
         buffer (0: never).
     detect_confirm_runs: consecutive re-runs that must propose a new component
-        before it is added (1: add at once; see ``rtcal.engine.redetect``).
+        before it is added (1: add at once), unless the detector is sure of it
+        (``[detector] sure_score``; see ``rtcal.engine.redetect``).
     detect_in_process: run the detector in a child process (shared memory)
         rather than on a thread, so that it does not hold the frame loop's GIL.
     keyframe_frames, keyframe_n_key: the keyframe buffer's capacity and its

@@ -31,7 +31,8 @@ class DetectorProcessError(RtcalError):
 
 
 def _child(conn, detector: FootprintProposer, niceness: int) -> None:  # pragma: no cover
-    """Child main loop: ("propose", shm name, shape) -> ("ok", footprints) | ("error", text).
+    """Child main loop: ("propose", shm name, shape) -> ("ok", (footprints, sure)) |
+    ("error", text).
 
     Ctrl-C at a terminal (or ``timeout``) signals the whole process group: the
     child ignores SIGINT, so the engine's own shutdown, which stops it through
@@ -57,11 +58,13 @@ def _child(conn, detector: FootprintProposer, niceness: int) -> None:  # pragma:
                 # started before this process: the parent's unlink clears it
                 blocks[name] = shared_memory.SharedMemory(name=name)
             frames = np.ndarray(shape, np.float32, buffer=blocks[name].buf)
-            fp = np.asarray(detector.propose(frames).footprints, np.float32)
+            proposal = detector.propose(frames)
+            fp = np.asarray(proposal.footprints, np.float32)
             # sparse: the dense (n, H, W) is ~1 MB per footprint at 512 x 512, and the
             # parent unpickles what it gets holding the GIL
             # (n, H*W) spelled out: an empty proposal (0, H, W) cannot infer a -1
-            conn.send(("ok", sp.csr_array(fp.reshape(len(fp), shape[1] * shape[2]))))
+            conn.send(("ok", (sp.csr_array(fp.reshape(len(fp), shape[1] * shape[2])),
+                              proposal.sure_mask)))
         except (RtcalError, ValueError, np.linalg.LinAlgError, MemoryError) as e:
             conn.send(("error", f"{type(e).__name__}: {e}"))
     for block in blocks.values():
@@ -83,8 +86,9 @@ class DetectorProcess:
         child_conn.close()
         self._shm: shared_memory.SharedMemory | None = None
 
-    def propose(self, frames: np.ndarray) -> sp.csr_array:
-        """frames: float (T, H, W) -> proposed footprints, sparse float32 (n, H*W)."""
+    def propose(self, frames: np.ndarray) -> tuple[sp.csr_array, np.ndarray]:
+        """frames: float (T, H, W) -> (proposed footprints, sparse float32 (n, H*W);
+        bool (n,) which of them the detector is sure of, ``Proposal.sure_mask``)."""
         if self._shm is None or self._shm.size < frames.size * 4:
             self._release()
             self._shm = shared_memory.SharedMemory(create=True, size=frames.size * 4)
