@@ -33,6 +33,7 @@ from rtcal.sim import ActivityParams, Simulation, make_config, static_truth
     ("background", "lowrank"), ("highpass_radii", 0.2), ("highpass_radii", 200.0),
     ("corr_threshold_sd", -1.0), ("corr_threshold_sd", float("nan")),
     ("first_ring_ridge", -0.1), ("first_ring_ridge", float("inf")),
+    ("sure_score", 0.0), ("sure_score", float("nan")),
 ])
 def test_config_rejects_bad_values_naming_them(field, value):
     with pytest.raises(SeedConfigError, match=field):
@@ -45,6 +46,7 @@ def test_modes_choose_the_background():
     assert (one.background, one.local_background, one.highpass_radii) == ("ring", True, 0.0)
     assert (two.corr_threshold_sd, one.corr_threshold_sd) == (0.0, 2.0)
     assert one.radius_px == 9.0
+    assert (two.sure_score, one.sure_score) == (np.inf, 7.5)
 
 
 def _cell_and_background(seed, background_ratio, T=300, size=41):
@@ -314,3 +316,20 @@ def test_ring_seeds_find_one_photon_cells_that_the_band_pass_alone_does_not(one_
     assert ring_found >= 0.6 * active.sum()
     assert ring_false <= 2
     assert ring_found >= plain_found + 4
+
+
+def test_sure_marks_the_activity_seeds_scoring_at_least_sure_score(one_photon_window):
+    """``Proposal.sure``: the activity seeds whose local correlation x
+    peak-to-noise reaches ``sure_score``; none with the default (inf)."""
+    from dataclasses import replace
+
+    Y = one_photon_window[0]
+    config = pipeline_config(20.0, 9.0, "1p").seed
+    never = SeedDetector(replace(config, sure_score=np.inf)).propose(Y)
+    assert len(never) >= 4 and never.sure.dtype == bool and not never.sure.any()
+    scores = np.sort(never.score)
+    cut = float(scores[len(scores) // 2])  # about half of them
+    p = SeedDetector(replace(config, sure_score=cut)).propose(Y)
+    np.testing.assert_array_equal(p.footprints, never.footprints)  # only the flags differ
+    np.testing.assert_array_equal(p.sure, p.score >= cut)  # 1p windows: activity seeds only
+    assert 0 < p.sure.sum() < len(p)

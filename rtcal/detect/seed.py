@@ -102,6 +102,10 @@ class SeedConfig:
         With no cells taken out, a very active cell's faint halo on the ring is
         worth fitting and the cell leaks into its own background; a stronger
         ridge keeps the weights smooth.
+    sure_score: an activity seed scoring at least this (local correlation x
+        peak-to-noise) is marked ``sure`` (``rtcal.detect.proposal.Proposal``):
+        the live engine adds it at the first re-run that proposes it (inf: none;
+        mode "1p" sets 7.5, ``rtcal.engine.pipeline.pipeline_config``).
     """
 
     radius_px: float = 6.0
@@ -118,8 +122,11 @@ class SeedConfig:
     local_background: bool = False
     corr_threshold_sd: float = 0.0
     first_ring_ridge: float = 0.1
+    sure_score: float = np.inf
 
     def __post_init__(self) -> None:
+        if not self.sure_score > 0:
+            raise SeedConfigError(f"sure_score must be positive (inf: none), got {self.sure_score}")
         if not 1.0 <= self.radius_px <= 100.0:
             raise SeedConfigError(f"radius_px must be in [1, 100] px, got {self.radius_px}")
         if not -1.0 < self.min_corr < 1.0:
@@ -234,7 +241,7 @@ class SeedDetector:
         H, W = mean.shape
         half = int(np.ceil(2.5 * c.radius_px))
         taken = np.zeros((H, W), dtype=bool)
-        accepted: list[tuple[np.ndarray, tuple[slice, slice], float]] = []
+        accepted: list[tuple[np.ndarray, tuple[slice, slice], float, bool]] = []
         for seed in seeds:
             if len(accepted) >= c.max_components or taken[seed.row, seed.col]:
                 continue
@@ -259,7 +266,7 @@ class SeedDetector:
             if overlap > c.max_overlap_iou * mask.sum():
                 continue
             taken[box] |= mask
-            accepted.append((patch, box, seed.score))
+            accepted.append((patch, box, seed.score, seed.active and seed.score >= c.sure_score))
         return _to_proposal(accepted, H, W)
 
 
@@ -443,14 +450,16 @@ def clean_footprint(patch: np.ndarray, centre: tuple[int, int]) -> np.ndarray | 
 
 
 def _to_proposal(
-    accepted: list[tuple[np.ndarray, tuple[slice, slice], float]], H: int, W: int
+    accepted: list[tuple[np.ndarray, tuple[slice, slice], float, bool]], H: int, W: int
 ) -> Proposal:
     K = len(accepted)
     footprints = np.zeros((K, H, W), dtype=np.float32)
     centers = np.zeros((K, 2), dtype=np.float32)
     score = np.zeros(K, dtype=np.float32)
-    for k, (patch, box, s) in enumerate(accepted):
+    sure = np.zeros(K, dtype=bool)
+    for k, (patch, box, s, is_sure) in enumerate(accepted):
         footprints[k][box] = patch
         centers[k] = ndimage.center_of_mass(footprints[k])
         score[k] = s
-    return Proposal(footprints=footprints, centers=centers, score=score)
+        sure[k] = is_sure
+    return Proposal(footprints=footprints, centers=centers, score=score, sure=sure)

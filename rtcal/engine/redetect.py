@@ -23,7 +23,9 @@ overlapped none (IoU < 0.3) scored >= 0.55 (16 and 3 at >= 0.6). In ``rtcal
 run`` (re-runs every 1000 frames), median F1 on those movies 0.809 with no
 sure proposals, 0.823 at 0.6, 0.830 at 0.55, 0.805 at 0.5 (all sure); on two
 512 x 512 development movies (seeds 11, 12) 0.765 / 0.773 / 0.783 (none / 0.6
-/ 0.55); the real Neurofinder crop 0.260 either way. The frame
+/ 0.55); the real Neurofinder crop 0.260 either way. The seed detector marks
+activity seeds scoring >= ``SeedConfig.sure_score`` sure (mode "1p": 7.5,
+``rtcal.engine.pipeline.pipeline_config`` says why; 2p: none). The frame
 loop ``poll``s for the result between frames and adds the confirmed components
 to the pipeline itself (the pipeline is not thread-safe). At most one job runs
 at a time; a period that ends while one is running is skipped and counted.
