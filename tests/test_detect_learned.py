@@ -63,7 +63,7 @@ def test_sure_marks_the_proposals_scoring_at_least_sure_score():
     q = LearnedDetector(EagerRuntime(model), replace(ANY_SIZE, sure_score=cut)).propose(window)
     np.testing.assert_array_equal(q.sure, q.score >= cut)
     assert q.sure[0] and not q.sure[-1]
-    # below the threshold, the threshold rules: every proposal is sure
+    # under the threshold: every proposal (each scored over the threshold) is sure
     low = replace(ANY_SIZE, sure_score=0.1)
     assert LearnedDetector(EagerRuntime(model), low).propose(window).sure.all()
     for none in (None, 1.0):

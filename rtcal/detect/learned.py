@@ -93,7 +93,7 @@ class LearnedDetectorConfig:
     fit_footprints: weigh each mask by the rank-1 fit (``rtcal.detect.weighting``)
     instead of using the flat mask; dilate_px: reach of the fit beyond the mask;
     batch_tiles: tiles per runtime call;
-    sure_score: a proposal scoring at least this (and the threshold) is marked
+    sure_score: a proposal scoring at least this is marked
     ``sure`` (``rtcal.detect.proposal.Proposal``): the live engine adds it at the
     first re-run that proposes it instead of waiting for a second (None or 1:
     none).
@@ -294,9 +294,9 @@ class LearnedDetector:
         centers = np.array([f.centre for f in fits], np.float32)
         self.last_timing = ProposeTiming(0.0, t1 - t0, time.perf_counter() - t1, grid.n_tiles)
         score = np.array([f.score for f in fits], np.float32)
-        sure = c.sure_score is not None and c.sure_score < 1.0
+        sure = score >= c.sure_score if c.sure_score is not None and c.sure_score < 1.0 else None
         return Proposal(footprints=footprints, centers=centers.reshape(-1, 2), score=score,
-                        sure=(score >= max(c.sure_score, self.score_threshold)) if sure else None)
+                        sure=sure)
 
     def _check_window(self, window: np.ndarray) -> None:
         if not isinstance(window, np.ndarray) or window.ndim != 3:
